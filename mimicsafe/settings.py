@@ -1,0 +1,131 @@
+"""The one settings object. Read from configs/default.toml, then MIMICSAFE_* environment variables.
+
+Nothing else in the project reads os.environ: code receives a `Settings` instance.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = REPO_ROOT / "configs" / "default.toml"
+
+_DEV_SECRET = "development-only-secret-change-me"
+
+
+class SettingsError(ValueError):
+    """Settings failed validation; the message names each offending setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MIMICSAFE_",
+        toml_file=DEFAULT_CONFIG_FILE,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="`production` refuses development defaults such as the secret key."
+    )
+    home: Path = Field(Path("./mimicsafe-data"), description="Directory for the SQLite database, blobs, keys and models.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL. Default: SQLite file `mimicsafe.db` under home. PostgreSQL at scale."
+    )
+    queue_url: str | None = Field(
+        None, description="Huey storage: `redis://…` at scale. Default: SQLite file `queue.db` under home."
+    )
+    base_model: str | None = Field(
+        None, description="Local diffusers folder or single-file checkpoint. Default: the built-in tiny demo model."
+    )
+    base_model_kind: Literal["sd15", "sdxl"] = Field(
+        "sd15", description="Architecture of `base_model` when it is a single file (selects configs/models/KIND)."
+    )
+    host: str = Field("127.0.0.1", description="Address `mimicsafe serve` listens on.")
+    port: int = Field(7860, ge=1, le=65535, description="Port `mimicsafe serve` listens on.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logging level.")
+    secret_key: SecretStr = Field(
+        SecretStr(_DEV_SECRET), description="Signs session cookies. Must be set in production."
+    )
+    admin_password: SecretStr | None = Field(
+        None, description="Password for the first admin. If unset, a random one is written to home/initial-admin-password."
+    )
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest upload in bytes.")
+    max_upload_pixels: int = Field(40_000_000, gt=0, description="Largest upload in pixels, checked before decoding.")
+    pdq_threshold: int = Field(31, ge=0, le=128, description="PDQ Hamming distance at or below which two images match.")
+    pdq_min_quality: int = Field(50, ge=0, le=100, description="PDQ quality below which an image is `low_detail`.")
+    login_attempts_per_minute: int = Field(10, gt=0, description="Failed logins allowed per user and minute.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments win, then the environment, then configs/default.toml.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @field_validator("database_url", "queue_url", "base_model", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "sqlite:///")):
+            raise ValueError("must start with redis://, rediss:// or sqlite:///")
+        return value
+
+    @model_validator(mode="after")
+    def _no_dev_secret_in_production(self) -> Settings:
+        if self.environment == "production" and self.secret_key.get_secret_value() == _DEV_SECRET:
+            raise ValueError("secret_key: set MIMICSAFE_SECRET_KEY to a long random value in production")
+        return self
+
+    # Derived paths -----------------------------------------------------------------------------
+    @cached_property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.home_dir / "blobs"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'mimicsafe.db'}"
+
+    @property
+    def huey_url(self) -> str:
+        return self.queue_url or f"sqlite:///{self.home_dir / 'queue.db'}"
+
+    @property
+    def uses_demo_model(self) -> bool:
+        return self.base_model is None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build and validate the settings, turning pydantic's report into one readable `SettingsError`."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{name} (MIMICSAFE_{name.upper()}): {message}" if name else message)
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -1,0 +1,62 @@
+"""Every command answers --help; README's CLI reference names every command; exit statuses."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from mimicsafe.settings import REPO_ROOT
+from ui.cli import app
+
+runner = CliRunner()
+
+
+def _command_paths(typer_app: typer.Typer, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = []
+    for command in typer_app.registered_commands:
+        name = command.name or command.callback.__name__.replace("_", "-")  # type: ignore[union-attr]
+        paths.append((*prefix, name))
+    for group in typer_app.registered_groups:
+        assert group.name and group.typer_instance
+        paths.extend(_command_paths(group.typer_instance, (*prefix, group.name)))
+    return paths
+
+
+COMMANDS = _command_paths(app)
+
+
+def test_the_foundation_commands_exist() -> None:
+    for path in [("serve",), ("worker",), ("db", "upgrade"), ("user", "create"), ("audit", "verify")]:
+        assert path in COMMANDS
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_readme_cli_reference_is_complete() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    reference = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^mimicsafe (?:--\S+ \S+ )?((?:[a-z-]+ ?)+)", reference, flags=re.M))
+    documented_paths = {tuple(d.split()) for d in documented}
+    missing = [" ".join(p) for p in COMMANDS if not any(d[: len(p)] == p for d in documented_paths)]
+    assert missing == [], f"README's command line reference does not mention: {missing}"
+
+
+def test_user_create_and_exit_statuses(tmp_path) -> None:
+    home = str(tmp_path / "h")
+    ok = runner.invoke(app, ["--home", home, "--json", "user", "create", "alice", "--role", "artist",
+                             "--password-stdin"], input="a long password\n")
+    assert ok.exit_code == 0, ok.output
+    assert '"username": "alice"' in ok.output
+    taken = runner.invoke(app, ["--home", home, "user", "create", "alice", "--password-stdin"],
+                          input="a long password\n")
+    assert taken.exit_code != 0
+    usage = runner.invoke(app, ["--home", home, "user", "frobnicate"])
+    assert usage.exit_code == 2

@@ -1,0 +1,54 @@
+"""`mimicsafe serve` starts, migrates, creates the first admin and answers HTTP 200."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+def _wait_for_http(url: str, proc: subprocess.Popen, seconds: float = 120) -> int:
+    deadline = time.monotonic() + seconds  # a wait loop, not a speed assertion
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+@pytest.fixture
+def served(tmp_path: Path, free_port: int):
+    home = tmp_path / "home"
+    env = {**os.environ, "MIMICSAFE_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ui", "serve", "--port", str(free_port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc, home, f"http://127.0.0.1:{free_port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_serve_answers_and_reports_the_database(served) -> None:
+    proc, home, url = served
+    assert _wait_for_http(url + "/", proc) == 200
+    password_file = home / "initial-admin-password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+
+    from gradio_client import Client
+
+    status = Client(url, verbose=False).predict(api_name="/status")
+    assert "Database: **up**" in status and "accounts: **1**" in status

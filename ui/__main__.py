@@ -1,0 +1,5 @@
+"""`python -m ui` is the same as the `mimicsafe` command."""
+
+from ui.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""Entry point of the `mimicsafe` console script: the core CLI plus `serve`, which needs gradio."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+from mimicsafe import accounts
+from mimicsafe.cli import app, run, state_of
+
+
+@app.command("serve")
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option("--host", help="Listen address (default from settings: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default from settings: 7860).")] = None,
+    embedded_worker: Annotated[bool, typer.Option("--embedded-worker/--no-embedded-worker",
+                                                  help="Run a job worker inside this process.")] = True,
+) -> None:
+    """Serve the web app (and, by default, a job worker beside it)."""
+    from mimicsafe.jobs import build_queue, run_worker
+    from ui.app import build_app
+
+    state = state_of(ctx)
+    settings = state.settings
+    logging.basicConfig(level=settings.log_level)
+    instance = state.instance()
+    with instance.transaction() as session:
+        admin_password = None if settings.admin_password is None else settings.admin_password.get_secret_value()
+        generated = accounts.ensure_initial_admin(session=session, home=settings.home_dir, password=admin_password)
+    if generated:
+        typer.echo(f"Created the first admin account 'admin' with password: {generated}\n"
+                   f"(also saved, readable only by you, in {settings.home_dir / accounts.INITIAL_PASSWORD_FILE})")
+    blocks = build_app(instance)
+    blocks.queue(default_concurrency_limit=4)
+    blocks.launch(server_name=host or settings.host, server_port=port or settings.port,
+                  prevent_thread_lock=True, show_error=False, quiet=True)
+    typer.echo(f"MimicSafe is serving on http://{host or settings.host}:{port or settings.port}")
+    try:
+        if embedded_worker:
+            run_worker(build_queue(instance))  # blocks until SIGINT/SIGTERM
+        else:
+            blocks.block_thread()
+    finally:
+        blocks.close()
+
+
+def main() -> NoReturn:
+    sys.exit(run(app))
