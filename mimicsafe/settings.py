@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     base_model_kind: Literal["sd15", "sdxl"] = Field(
         "sd15", description="Architecture of `base_model` when it is a single file (selects configs/models/KIND)."
     )
+    base_model_tokenizer: Path | None = Field(
+        None, description="Local tokenizer folder for a single-file base model (e.g. a diffusers folder of that kind)."
+    )
     host: str = Field("127.0.0.1", description="Address `mimicsafe serve` listens on.")
     port: int = Field(7860, ge=1, le=65535, description="Port `mimicsafe serve` listens on.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logging level.")
@@ -78,7 +81,7 @@ class Settings(BaseSettings):
         # Explicit arguments win, then the environment, then configs/default.toml.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
-    @field_validator("database_url", "queue_url", "base_model", mode="before")
+    @field_validator("database_url", "queue_url", "base_model", "base_model_tokenizer", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
