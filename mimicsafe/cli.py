@@ -185,6 +185,17 @@ def worker(
     run_worker(build_queue(state.instance()), workers=threads)
 
 
+def exit_status_for(exc: BaseException) -> int | None:
+    """The exit status for a domain error (after printing it), or None if it is not ours to explain."""
+    if isinstance(exc, AuthError | PermissionDenied | RateLimited):
+        typer.echo(f"error: {exc}", err=True)
+        return EXIT_REFUSED
+    if isinstance(exc, MimicSafeError | SettingsError):
+        typer.echo(f"error: {exc}", err=True)
+        return EXIT_BAD_INPUT
+    return None
+
+
 def run(typer_app: typer.Typer) -> int:
     """Run the CLI, turning domain errors into a message and an exit status instead of a traceback.
 
@@ -194,12 +205,11 @@ def run(typer_app: typer.Typer) -> int:
         typer_app()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_BAD_INPUT)
-    except (AuthError, PermissionDenied, RateLimited) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return EXIT_REFUSED
-    except (MimicSafeError, SettingsError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return EXIT_BAD_INPUT
+    except Exception as exc:
+        status = exit_status_for(exc)
+        if status is None:
+            raise
+        return status
     return EXIT_OK
 
 

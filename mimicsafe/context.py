@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mimicsafe.blobs import BlobStore
 from mimicsafe.db import migrate
 from mimicsafe.db.engine import make_engine, make_session_factory, transaction
+from mimicsafe.registry import Registry
 from mimicsafe.settings import Settings
 
 
@@ -24,6 +25,10 @@ class Instance:
     engine: Engine
     sessions: sessionmaker[Session]
     blobs: BlobStore
+    registry: Registry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registry = Registry(self.settings)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -60,3 +60,11 @@ def test_user_create_and_exit_statuses(tmp_path) -> None:
     assert taken.exit_code != 0
     usage = runner.invoke(app, ["--home", home, "user", "frobnicate"])
     assert usage.exit_code == 2
+
+
+def test_readme_lists_every_reason_code() -> None:
+    from ownership.reasons import ALL_REASONS
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme.split("## The gate's reason codes", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"^\| `([a-z_]+)`", table, flags=re.M)) == set(ALL_REASONS)

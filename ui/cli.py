@@ -8,7 +8,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from mimicsafe import accounts
+from mimicsafe import accounts, cli_gate  # noqa: F401  (registers the gate's commands)
 from mimicsafe.cli import app, run, state_of
 
 

@@ -1,0 +1,33 @@
+"""The one place where the product turns uploaded bytes into a gate fingerprint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mimicsafe.errors import ValidationFailed
+from mimicsafe.settings import Settings
+from ownership.decode import decode_image
+from ownership.errors import DecodeError
+from ownership.fingerprint import Fingerprint, compute_fingerprint
+from ownership.types import DecodeLimits
+
+
+def decode_limits(settings: Settings) -> DecodeLimits:
+    return DecodeLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels)
+
+
+@dataclass(frozen=True)
+class NamedFile:
+    """A file as a person sent it: the name is only for display; nothing reads the filesystem by it."""
+
+    name: str
+    data: bytes
+
+
+def fingerprint_or_refuse(file: NamedFile, settings: Settings) -> Fingerprint:
+    """Fingerprint a file for a registry (portfolio, opt-out); bad files get a clear refusal."""
+    try:
+        image = decode_image(file.data, decode_limits(settings))
+    except DecodeError as exc:
+        raise ValidationFailed(f"{file.name}: {exc.code}: {exc.detail}") from None
+    return compute_fingerprint(image)

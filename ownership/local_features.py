@@ -1,0 +1,411 @@
+"""Crop- and rotation-robust matching: ORB keypoints, RANSAC geometry, then verification by alignment.
+
+Why this exists: PDQ compares whole images, so a 5 % crop, a 5° rotation, a border or a screenshot
+frame moves it past any safe threshold. Local features survive those edits, but their raw inlier
+counts do not separate an attacked copy (a dozen inliers) from two distinct works by the same artist
+(who share a signature, a character, a panel layout: dozens of inliers). So a candidate is accepted
+only when, after warping the query onto the registered work with the estimated similarity
+transform, the *pixels* agree cell by cell over the region the inliers span, and that region is a
+real share of the work. A shared signature or character head spans a few per cent of the work; a
+shared panel layout is made of straight borders, which are not counted as evidence; a copy agrees
+over most of what it kept, whatever was cropped away, recoloured or pasted on.
+
+All functions here are pure; `ownership.index` decides which registered works to verify.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Working resolution of the gate: images are fingerprinted on a copy whose longer side is this.
+WORK_SIDE = 512
+# Longer side of the grey copy kept in a fingerprint to verify a query by alignment.
+QUERY_GRAY_SIDE = 320
+# Longer side of the grey thumbnail a registered work is verified against.
+REGISTERED_THUMB_SIDE = 256
+ORB_FEATURES = 500
+ORB_LEVELS = 8
+_MAGIC = b"MSLF"
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Keypoints:
+    """Keypoints of one view of an image, strongest first. Coordinates are in the view's working frame."""
+
+    points: np.ndarray  # (N, 2) float32, x then y
+    descriptors: np.ndarray  # (N, 32) uint8, ORB
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+
+EMPTY_KEYPOINTS = Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
+
+
+@dataclass(frozen=True)
+class LocalFeatures:
+    """What the robust matcher needs about one image.
+
+    `view` holds the keypoints of the image; `mirror` those of its left-right mirror image (ORB is
+    rotation-invariant but not mirror-invariant; mirror plus rotation covers all eight flips).
+    `gray` is a small grey copy used to verify a geometric match by alignment. `inset` is the same
+    again for a rectangle found inside the image (a picture in a screenshot, a bordered or framed
+    image), taken from the full-resolution pixels so that a small copy keeps its detail.
+    """
+
+    width: int  # working frame, pixels
+    height: int
+    view: Keypoints
+    mirror: Keypoints
+    gray: np.ndarray  # (h, w) uint8, longer side <= QUERY_GRAY_SIDE
+    inset: LocalFeatures | None = None
+
+    def to_bytes(self) -> bytes:
+        ok, png = cv2.imencode(".png", np.ascontiguousarray(self.gray, np.uint8))
+        if not ok:
+            raise ValueError("could not encode the grey copy of a fingerprint")
+        inset = self.inset.to_bytes() if self.inset is not None else b""
+        parts = [struct.pack("<4sHIIII", _MAGIC, _VERSION, self.width, self.height, len(png), len(inset))]
+        for kp in (self.view, self.mirror):
+            parts.append(struct.pack("<I", len(kp)))
+            parts.append(np.ascontiguousarray(kp.points, "<f4").tobytes())
+            parts.append(np.ascontiguousarray(kp.descriptors, np.uint8).tobytes())
+        parts.append(png.tobytes())
+        parts.append(inset)
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LocalFeatures:
+        try:
+            return cls._parse(memoryview(data))
+        except (struct.error, ValueError, cv2.error) as exc:
+            raise ValueError(f"local-features blob is unreadable ({exc}); recompute the fingerprint "
+                             "from the image") from None
+
+    @classmethod
+    def _parse(cls, data: memoryview) -> LocalFeatures:
+        head = struct.calcsize("<4sHIIII")
+        magic, version, width, height, png_len, inset_len = struct.unpack_from("<4sHIIII", data, 0)
+        if magic != _MAGIC or version != _VERSION:
+            raise ValueError(f"not a version-{_VERSION} local-features blob")
+        off = head
+        views = []
+        for _ in range(2):
+            (n,) = struct.unpack_from("<I", data, off)
+            off += 4
+            if off + 40 * n > len(data):
+                raise ValueError("truncated keypoints")
+            pts = np.frombuffer(data, "<f4", 2 * n, off).reshape(n, 2).astype(np.float32)
+            off += 8 * n
+            desc = np.frombuffer(data, np.uint8, 32 * n, off).reshape(n, 32).copy()
+            off += 32 * n
+            views.append(Keypoints(pts, desc))
+        gray = cv2.imdecode(np.frombuffer(data[off:off + png_len], np.uint8), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise ValueError("truncated grey copy")
+        off += png_len
+        inset = cls._parse(data[off:off + inset_len]) if inset_len else None
+        return cls(width, height, views[0], views[1], gray, inset)
+
+
+# ---------------------------------------------------------------------------------------------
+# Extraction
+
+
+def _orb(n: int) -> cv2.ORB:
+    # fastThreshold 10 (default 20) finds corners on soft, low-contrast line art too.
+    return cv2.ORB_create(nfeatures=n, scaleFactor=1.2, nlevels=ORB_LEVELS, edgeThreshold=15, patchSize=31,
+                          fastThreshold=10)
+
+
+def _spread(kps: tuple, width: int, height: int, n: int, grid: int = 8) -> list:
+    """Keep `n` keypoints spread over a grid: every cell's strongest first, then every cell's second…
+
+    Why: a caption bar, a watermark or a screenshot's window chrome is full of lettering whose
+    corners out-score the artwork's; a plain top-n by response would spend the budget there.
+    """
+    if len(kps) <= n:
+        return list(kps)
+    xy = np.array([k.pt for k in kps], np.float32)
+    resp = np.array([k.response for k in kps], np.float32)
+    cell = (np.minimum(grid - 1, (xy[:, 1] * grid / height).astype(int)) * grid
+            + np.minimum(grid - 1, (xy[:, 0] * grid / width).astype(int)))
+    order = np.lexsort((-resp, cell))  # by cell, strongest first within a cell
+    sorted_cell = cell[order]
+    first = np.searchsorted(sorted_cell, sorted_cell, side="left")
+    rank = np.empty(len(kps), int)
+    rank[order] = np.arange(len(kps)) - first
+    chosen = np.lexsort((-resp, rank))[:n]
+    return [kps[i] for i in chosen]
+
+
+def _keypoints(gray: np.ndarray, with_mirror: bool) -> tuple[Keypoints, Keypoints]:
+    h, w = gray.shape
+    orb = _orb(4 * ORB_FEATURES)
+    kps, desc = orb.compute(gray, _spread(orb.detect(gray, None), w, h, ORB_FEATURES))
+    if desc is None or not kps:
+        return EMPTY_KEYPOINTS, EMPTY_KEYPOINTS
+    order = np.argsort([-k.response for k in kps], kind="stable")
+    kps = [kps[i] for i in order]
+    view = Keypoints(np.array([k.pt for k in kps], np.float32).reshape(-1, 2), np.ascontiguousarray(desc[order]))
+    if not with_mirror:
+        return view, EMPTY_KEYPOINTS
+    # FAST corners of the mirror image are the mirrored corners: describe them there, no new detection.
+    mirrored = [cv2.KeyPoint(w - 1 - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave)
+                for k in kps]
+    mkps, mdesc = orb.compute(np.ascontiguousarray(gray[:, ::-1]), mirrored)
+    if mdesc is None or not mkps:
+        return view, EMPTY_KEYPOINTS
+    return view, Keypoints(np.array([k.pt for k in mkps], np.float32).reshape(-1, 2), np.ascontiguousarray(mdesc))
+
+
+def resize_long_side(img: np.ndarray, side: int) -> np.ndarray:
+    """Downscale (never upscale) so the longer side is at most `side`, with area averaging."""
+    h, w = img.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return img
+    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def find_inset(work_gray: np.ndarray, min_share: float = 0.08, max_share: float = 0.9) -> tuple[int, int, int, int] | None:
+    """The largest rectangle drawn inside the image (x, y, w, h in working pixels), if any.
+
+    A screenshot, a bordered or framed copy and a collage hold the artwork as a rectangle with a
+    sharp outline; fingerprinting that rectangle again at full resolution keeps the detail that the
+    whole-image working copy loses when the artwork fills only a small part of it.
+    """
+    h, w = work_gray.shape
+    edges = cv2.dilate(cv2.Canny(work_gray, 20, 60), np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    best: tuple[int, int, int, int] | None = None
+    for contour in contours:
+        x, y, bw, bh = cv2.boundingRect(contour)
+        area = bw * bh
+        if not min_share * w * h <= area <= max_share * w * h:
+            continue
+        if cv2.contourArea(contour) < 0.85 * area:  # not a rectangle
+            continue
+        if best is None or area > best[2] * best[3]:
+            best = (x, y, bw, bh)
+    return best
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+
+
+def compute_local_features(work_gray: np.ndarray, full: np.ndarray | None = None) -> LocalFeatures:
+    """Keypoints of the image and of its mirror image, a small grey copy, and the same for an inset.
+
+    `work_gray` is the grey working copy (longer side <= WORK_SIDE); `full`, if given, the image at
+    full resolution (RGB or grey), from which an inset is cut.
+    """
+    view, mirror = _keypoints(work_gray, with_mirror=True)
+    h, w = work_gray.shape
+    inset = None
+    box = find_inset(work_gray)
+    if box is not None:
+        x, y, bw, bh = box
+        source = full if full is not None else work_gray
+        s = source.shape[1] / w
+        crop = _gray(np.ascontiguousarray(source[int(y * s): int((y + bh) * s), int(x * s): int((x + bw) * s)]))
+        if min(crop.shape) >= 32:
+            inset_work = np.ascontiguousarray(resize_long_side(crop, WORK_SIDE))
+            inset_view, _ = _keypoints(inset_work, with_mirror=False)
+            ih, iw = inset_work.shape
+            inset = LocalFeatures(width=iw, height=ih, view=inset_view, mirror=EMPTY_KEYPOINTS,
+                                  gray=np.ascontiguousarray(resize_long_side(inset_work, QUERY_GRAY_SIDE)))
+    gray = np.ascontiguousarray(resize_long_side(work_gray, QUERY_GRAY_SIDE))
+    return LocalFeatures(width=w, height=h, view=view, mirror=mirror, gray=gray, inset=inset)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verifying one query against one registered work
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    """Thresholds of the robust matcher. Defaults were chosen with `python -m benchmarks.gate_evasion`."""
+
+    ratio: float = 0.85  # Lowe's ratio test on Hamming distances
+    max_hamming: int = 80  # of 256 bits
+    min_inliers: int = 8  # RANSAC inliers of the similarity transform
+    ransac_px: float = 5.0  # reprojection error, working-frame pixels of the query
+    min_scale: float = 0.05  # registered → query scale accepted
+    max_scale: float = 20.0
+    blur: float = 1.2  # Gaussian sigma applied to both images before comparing, thumbnail pixels
+    cell: int = 12  # alignment cell side, thumbnail pixels
+    cell_texture: float = 6.0  # grey-level std for a registered cell to count as detailed
+    cell_zncc: float = 0.6  # a cell agrees when |normalised correlation| is above this
+    max_coherence: float = 0.9  # cells whose gradients are more one-directional than this are not judged
+    support_margin: int = 1  # cells added around the inliers' bounding box
+    min_cells: int = 8  # detailed cells in the support region needed to judge
+    min_coverage: float = 0.6  # share of those cells that must agree
+    min_area: float = 0.05  # share of the registered work's area the inliers must span
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What the index keeps of a registered work's fingerprint to verify candidates."""
+
+    width: int
+    height: int
+    keypoints: Keypoints
+    thumb: np.ndarray  # (h, w) uint8, longer side <= REGISTERED_THUMB_SIDE
+
+
+def registered_from(features: LocalFeatures, thumb_side: int | None = None) -> Registered:
+    thumb = resize_long_side(features.gray, thumb_side or REGISTERED_THUMB_SIDE)
+    return Registered(features.width, features.height, features.view, np.ascontiguousarray(thumb))
+
+
+@dataclass(frozen=True)
+class Verification:
+    matched: bool
+    inliers: int
+    coverage: float  # share of detailed cells in the support region that agree after alignment
+    area: float  # share of the registered work's area that the inliers span
+    cells: int  # detailed cells judged
+    view: str  # "image", "mirror" or "inset": which view of the query matched
+
+
+NO_MATCH = Verification(False, 0, 0.0, 0.0, 0, "image")
+
+
+def _putative(query: Keypoints, reg: Keypoints, p: VerifyParams) -> tuple[np.ndarray, np.ndarray]:
+    if len(query) < 2 or len(reg) < 2:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query.descriptors, reg.descriptors, k=2)
+    qi, ri = [], []
+    for m in pairs:
+        if len(m) == 2 and m[0].distance <= p.max_hamming and m[0].distance < p.ratio * m[1].distance:
+            qi.append(m[0].queryIdx)
+            ri.append(m[0].trainIdx)
+    return query.points[qi], reg.points[ri]
+
+
+def _pixel_scale(s: float) -> np.ndarray:
+    """Maps pixel coordinates of an image to those of a copy `s` times larger (pixel centres kept)."""
+    return np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5], [0, 0, 1]])
+
+
+def _cells(img: np.ndarray, c: int) -> np.ndarray:
+    """(H, W) → (H // c, W // c, c * c): the pixels of each c×c cell."""
+    ny, nx = img.shape[0] // c, img.shape[1] // c
+    return img[: ny * c, : nx * c].reshape(ny, c, nx, c).transpose(0, 2, 1, 3).reshape(ny, nx, c * c)
+
+
+def _coherence(img: np.ndarray, c: int) -> np.ndarray:
+    """Per cell, how much the gradients share one orientation: 1 for one straight edge, 0 for a corner."""
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+    jxx, jyy, jxy = (_cells(a, c).sum(axis=2) for a in (gx * gx, gy * gy, gx * gy))
+    trace = jxx + jyy
+    diff = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2)
+    return np.where(trace > 1e-6, (diff / np.maximum(trace, 1e-6)) ** 2, 0.0)
+
+
+def _alignment(query_gray: np.ndarray, query_width: int, reg: Registered, m_reg_to_query: np.ndarray,
+               inlier_pts: np.ndarray, p: VerifyParams) -> tuple[float, int]:
+    """Warp the query into the registered thumbnail's frame; the share of cells that agree, and how many.
+
+    Only the *support region* is judged: the bounding box of the inliers on the registered work, a
+    cell wider on each side. What lies outside was cropped away or framed by other content (a
+    screenshot's window, a border) and says nothing either way.
+    """
+    th, tw = reg.thumb.shape
+    c = p.cell
+    ny, nx = th // c, tw // c
+    if ny == 0 or nx == 0:
+        return 0.0, 0
+    # thumbnail pixel → registered working pixel → query working pixel → query grey pixel
+    s_reg = reg.width / tw
+    s_q = query_gray.shape[1] / query_width
+    a = (_pixel_scale(s_q) @ np.vstack([m_reg_to_query, [0, 0, 1]]) @ _pixel_scale(s_reg))[:2]
+    scale = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))  # query-grey pixels per thumbnail pixel
+    src = query_gray
+    if scale > 1.2:  # pre-filter so the warp does not alias
+        src = cv2.GaussianBlur(src, (0, 0), 0.5 * scale)
+    warped = cv2.warpAffine(src, a, (tw, th), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    valid = cv2.warpAffine(np.full(src.shape, 255, np.uint8), a, (tw, th),
+                           flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=0)
+    # where the query holds the work at a lower resolution than the thumbnail, soften the thumbnail alike
+    r_sigma = float(np.hypot(p.blur, 0.5 / scale)) if scale < 1 else p.blur
+    reg_blurred = cv2.GaussianBlur(reg.thumb.astype(np.float32), (0, 0), r_sigma)
+    r = _cells(reg_blurred, c)
+    q = _cells(cv2.GaussianBlur(warped.astype(np.float32), (0, 0), p.blur), c)
+    inside = _cells(valid, c).min(axis=2) > 0
+    r = r - r.mean(axis=2, keepdims=True)
+    q = q - q.mean(axis=2, keepdims=True)
+    rs = np.sqrt((r * r).mean(axis=2))
+    qs = np.sqrt((q * q).mean(axis=2))
+    # |correlation|: a recolouring can swap which of two neighbouring colours is the lighter
+    zncc = np.abs((r * q).mean(axis=2)) / (rs * qs + 1e-6)
+    # A cell holding one straight edge (a panel border, a frame) agrees under any shift along it and is
+    # shared by every page drawn on the same template: it is not evidence of a copy.
+    detailed = (rs > p.cell_texture) & (_coherence(reg_blurred, c) <= p.max_coherence)
+    cell_xy = (inlier_pts + 0.5) / s_reg / c
+    x0, y0 = np.floor(cell_xy.min(axis=0)).astype(int) - p.support_margin
+    x1, y1 = np.floor(cell_xy.max(axis=0)).astype(int) + p.support_margin
+    support = np.zeros_like(inside)
+    support[max(0, y0): y1 + 1, max(0, x0): x1 + 1] = True
+    judged = detailed & inside & support
+    n = int(judged.sum())
+    if n == 0:
+        return 0.0, 0
+    agree = judged & (qs > 0.5 * p.cell_texture) & (zncc > p.cell_zncc)
+    return float(agree.sum()) / n, n
+
+
+def _verify_view(kp: Keypoints, gray: np.ndarray, width: int, reg: Registered, p: VerifyParams,
+                 name: str) -> Verification | None:
+    qpts, rpts = _putative(kp, reg.keypoints, p)
+    if len(qpts) < p.min_inliers:
+        return None
+    m, inl = cv2.estimateAffinePartial2D(rpts, qpts, method=cv2.RANSAC, ransacReprojThreshold=p.ransac_px,
+                                         maxIters=2000, confidence=0.995)
+    if m is None or inl is None:
+        return None
+    inliers = int(inl.sum())
+    scale = float(np.hypot(m[0, 0], m[1, 0]))
+    if inliers < p.min_inliers or not p.min_scale <= scale <= p.max_scale:
+        return None
+    pts = rpts[inl.ravel() > 0]
+    span = pts.max(axis=0) - pts.min(axis=0)
+    area = float(span[0] * span[1]) / (reg.width * reg.height)
+    coverage, cells = _alignment(gray, width, reg, m, pts, p)
+    matched = cells >= p.min_cells and coverage >= p.min_coverage and area >= p.min_area
+    return Verification(matched, inliers, coverage, area, cells, name)
+
+
+def verify_views(query: LocalFeatures, reg: Registered, p: VerifyParams) -> list[Verification]:
+    """One verification per view of the query (as is, mirrored, inset) that reached the alignment step."""
+    out = []
+    views = [(query.view, query.gray, query.width, "image"),
+             # the mirror view's frame is the query's frame flipped left-right
+             (query.mirror, np.ascontiguousarray(query.gray[:, ::-1]), query.width, "mirror")]
+    if query.inset is not None:
+        views.append((query.inset.view, query.inset.gray, query.inset.width, "inset"))
+    for kp, gray, width, name in views:
+        v = _verify_view(kp, gray, width, reg, p, name)
+        if v is not None:
+            out.append(v)
+    return out
+
+
+def verify(query: LocalFeatures, reg: Registered, params: VerifyParams | None = None) -> Verification:
+    """Does the query contain the registered work, or a real part of it, however placed, turned or mirrored?"""
+    p = params or VerifyParams()
+    views = verify_views(query, reg, p)
+    if not views:
+        return NO_MATCH
+    # the view with the most verified evidence: agreeing cells, then inliers
+    return max(views, key=lambda v: (v.matched, v.coverage * v.cells, v.inliers))
