@@ -34,7 +34,12 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check mimicsafe ownership ui tests benchmarks
 	$(BIN)/mypy mimicsafe ownership ui
 
-bench: $(VENV)/.installed-dev
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet --no-deps 'invisible-watermark==0.2.0'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks
 
 clean:
