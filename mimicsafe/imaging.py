@@ -30,4 +30,4 @@ def fingerprint_or_refuse(file: NamedFile, settings: Settings) -> Fingerprint:
         image = decode_image(file.data, decode_limits(settings))
     except DecodeError as exc:
         raise ValidationFailed(f"{file.name}: {exc.code}: {exc.detail}") from None
-    return compute_fingerprint(image)
+    return compute_fingerprint(image, min_pdq_quality=settings.pdq_min_quality)

@@ -44,7 +44,10 @@ class Registry:
         self._seen_seq = -1
 
     def _new_index(self) -> MatchIndex:
-        return MatchIndex(pdq_threshold=self._settings.pdq_threshold)
+        s = self._settings
+        return MatchIndex(pdq_threshold=s.pdq_threshold, min_pdq_quality=s.pdq_min_quality,
+                          min_inliers=s.robust_min_inliers, min_coverage=s.robust_min_coverage,
+                          min_area=s.robust_min_area)
 
     def search(self, session: Session, fingerprint: Fingerprint, *, sha256: str | None = None) -> list[Match]:
         with self._lock:

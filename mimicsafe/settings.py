@@ -65,8 +65,17 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest upload in bytes.")
     max_upload_pixels: int = Field(40_000_000, gt=0, description="Largest upload in pixels, checked before decoding.")
-    pdq_threshold: int = Field(31, ge=0, le=128, description="PDQ Hamming distance at or below which two images match.")
+    pdq_threshold: int = Field(31, ge=0, le=64, description="PDQ Hamming distance at or below which two images match.")
     pdq_min_quality: int = Field(50, ge=0, le=100, description="PDQ quality below which an image is `low_detail`.")
+    robust_min_inliers: int = Field(
+        8, ge=4, le=200, description="Local-feature match: RANSAC inliers of the similarity transform needed."
+    )
+    robust_min_coverage: float = Field(
+        0.6, gt=0, le=1, description="Local-feature match: share of detailed cells that must agree after alignment."
+    )
+    robust_min_area: float = Field(
+        0.05, ge=0, le=1, description="Local-feature match: share of the registered work the matched region must span."
+    )
     login_attempts_per_minute: int = Field(10, gt=0, description="Failed logins allowed per user and minute.")
 
     @classmethod

@@ -88,6 +88,7 @@ def _evaluate(session: Session, registry: Registry, settings: Settings, user: Us
         artist_keys=registered_keys(session=session, user_id=user.id),
         limits=decode_limits(settings),
         previous_uploads=previous,
+        min_pdq_quality=settings.pdq_min_quality,
     )
 
 

@@ -1,171 +1,638 @@
-"""The near-duplicate index over registered works: verified portfolios, opt-outs, our outputs.
+"""The near-duplicate index: every registered work, found again by SHA-256, PDQ or local features.
 
-Three ways to be found, cheapest first:
-1. `sha256` — the identical file (a dict).
-2. `pdq` — PDQ Hamming distance ≤ threshold against any of the query's 8 dihedral hashes, so
-   re-encoded, resized, recoloured, blurred, flipped and 90°-rotated copies are found. A FAISS binary
-   index answers it without scanning in Python.
-3. `local_features` — crops, small rotations, borders, overlays and screenshots defeat PDQ. Each
-   registered work's ORB descriptors sit in a FAISS binary index; a query's descriptors (as is and
-   mirrored) vote for the works they are close to, and only the top candidates go through geometric
-   verification and alignment (`ownership.local_features.verify`), which decides — never the raw vote.
+It lives in memory and is rebuilt from the database's fingerprint blobs at start. Nothing here
+scans every registered work per query:
 
-The index is derived data: the product rebuilds it from the database at start and after a crash.
+* PDQ uses multi-index hashing (`PdqMultiIndex`): the 256-bit hash is cut into 11 substrings of 23
+  bits; two hashes within Hamming distance 31 agree within 2 bits on at least one substring
+  (pigeonhole), so probing each substring's buckets within 2 bit flips finds every neighbour
+  exactly, touching a few thousand candidates among millions. Measured against FAISS and a
+  brute-force NumPy scan by `python -m benchmarks.gate_lookup`.
+* Local features: every registered work's ORB descriptors (500) are bucketed by a binary
+  vocabulary tree (`DescriptorVotes`); each query descriptor is compared only with its two nearest
+  buckets and votes for the works holding a near descriptor, and only the few best-voted works are
+  verified geometrically and by alignment (`ownership.local_features.verify`), which decides.
+  FAISS serves the small exact searches (recent additions, one candidate's descriptors); its
+  flat-quantised IVF was measured too slow to build and too poor in recall at this scale.
+  Measured by `python -m benchmarks.gate_check_speed` and `python -m benchmarks.gate_evasion`.
+
+Memory per registered work: about 40 KB of descriptors (in the FAISS lists with their ids, and in
+row order for verification), 4 KB of keypoint positions and a 6-28 KB PNG thumbnail (18 KB on
+average for the synthetic illustrations): 6-7 GB for 100k works (measured by gate_check_speed).
+A stored fingerprint blob is 70 KB on average.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
+import cv2
 import faiss
 import numpy as np
 
-from ownership.fingerprint import Fingerprint
-from ownership.local_features import Registered, VerifyParams, registered_from, verify
+from ownership.fingerprint import MIN_PDQ_QUALITY, Fingerprint
+from ownership.local_features import Keypoints, Registered, VerifyParams, registered_from, verify
 from ownership.types import Match
 
-PDQ_BITS = 256
-# Descriptor ids are item_number * _DESC_STRIDE + keypoint number.
-_DESC_STRIDE = 1 << 12
+# ---------------------------------------------------------------------------------------------
+# PDQ: multi-index hashing
+
+
+def hashes_to_words(hashes: np.ndarray) -> np.ndarray:
+    """(N, 32) uint8 → (N, 4) uint64, big-endian, so bit 0 of the hash is the top bit of word 0."""
+    return np.ascontiguousarray(hashes, np.uint8).view(">u8").astype(np.uint64)
+
+
+def hamming_words(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Hamming distances between (..., 4) uint64 arrays (b may broadcast)."""
+    c = np.bitwise_count(np.bitwise_xor(a, b))
+    # four column adds: several times faster than a reduction over a length-4 axis
+    return c[..., 0].astype(np.int32) + c[..., 1] + c[..., 2] + c[..., 3]
+
+
+def brute_force_search(words: np.ndarray, queries: np.ndarray, threshold: int) -> dict[int, int]:
+    """Every row of `words` ((N, 4) uint64) within `threshold` of any query ((k, 32) uint8 hashes):
+    {row: smallest distance}. The reference scan the index is measured against."""
+    found: dict[int, int] = {}
+    for q in hashes_to_words(queries):
+        d = hamming_words(words, q)
+        for row in np.flatnonzero(d <= threshold):
+            found[int(row)] = min(found.get(int(row), 256), int(d[row]))
+    return found
+
+
+class PdqMultiIndex:
+    """Exact range search over 256-bit hashes by multi-index hashing, with appends and deletions.
+
+    Hashes live in one growing array; a CSR table per substring covers the *sealed* prefix, and the
+    few hashes added since the last seal are scanned directly. Deleted rows are masked out.
+    """
+
+    SUBSTRINGS = 11
+    BITS = 23
+
+    def __init__(self, threshold: int = 31) -> None:
+        if not 0 <= threshold <= 64:
+            raise ValueError(f"pdq_threshold must be between 0 and 64 bits, got {threshold}")
+        self.threshold = threshold
+        # flips per substring so that SUBSTRINGS * (flips + 1) > threshold: the pigeonhole guarantee
+        self.flips = max(0, math.ceil((threshold + 1) / self.SUBSTRINGS) - 1)
+        self._masks = _flip_masks(self.BITS, self.flips)
+        self._words = np.zeros((0, 4), np.uint64)
+        self._alive = np.zeros(0, bool)
+        self._size = 0
+        self._sealed = 0
+        self._offsets: list[np.ndarray] = []
+        self._rows: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return int(self._alive[: self._size].sum())
+
+    def add(self, hashes: np.ndarray) -> np.ndarray:
+        """Append (N, 32) uint8 hashes; returns their row numbers."""
+        words = hashes_to_words(np.asarray(hashes, np.uint8).reshape(-1, 32))
+        n = len(words)
+        if self._size + n > len(self._words):
+            cap = max(1024, 2 * (self._size + n))
+            self._words = np.resize(self._words, (cap, 4))
+            self._alive = np.resize(self._alive, cap)
+        self._words[self._size: self._size + n] = words
+        self._alive[self._size: self._size + n] = True
+        rows = np.arange(self._size, self._size + n)
+        self._size += n
+        if self._size - self._sealed > max(4096, self._sealed // 16):
+            self.seal()
+        return rows
+
+    def remove(self, row: int) -> None:
+        self._alive[row] = False
+
+    def seal(self) -> None:
+        """Rebuild the substring tables over every hash added so far."""
+        words = self._words[: self._size]
+        self._offsets, self._rows = [], []
+        for t in range(self.SUBSTRINGS):
+            keys = _substring(words, t * self.BITS, self.BITS)
+            order = np.argsort(keys, kind="stable").astype(np.uint32)
+            counts = np.bincount(keys, minlength=1 << self.BITS)
+            offsets = np.zeros((1 << self.BITS) + 1, np.uint32)
+            np.cumsum(counts, out=offsets[1:])
+            self._offsets.append(offsets)
+            self._rows.append(order)
+        self._sealed = self._size
+
+    def search(self, hashes: np.ndarray) -> dict[int, int]:
+        """Rows within the threshold of any of the query hashes: {row: smallest distance}."""
+        q = hashes_to_words(np.asarray(hashes, np.uint8).reshape(-1, 32))
+        cand_rows, cand_q = [], []
+        if self._sealed:
+            for t in range(self.SUBSTRINGS):
+                keys = (_substring(q, t * self.BITS, self.BITS)[:, None] ^ self._masks[None, :]).ravel()
+                starts = self._offsets[t][keys].astype(np.int64)
+                lengths = self._offsets[t][keys + 1].astype(np.int64) - starts
+                total = int(lengths.sum())
+                if total == 0:
+                    continue
+                # indices of every bucket member, without a Python loop over buckets
+                first = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+                cand_rows.append(self._rows[t][first + np.arange(total)].astype(np.int64))
+                cand_q.append(np.repeat(np.arange(len(keys)) // len(self._masks), lengths))
+        if self._size > self._sealed:  # recent additions: scan them
+            tail = np.arange(self._sealed, self._size)
+            cand_rows.append(np.tile(tail, len(q)))
+            cand_q.append(np.repeat(np.arange(len(q)), len(tail)))
+        if not cand_rows:
+            return {}
+        rows = np.concatenate(cand_rows)
+        qi = np.concatenate(cand_q)
+        d = hamming_words(np.take(self._words, rows, axis=0), np.take(q, qi, axis=0))
+        keep = (d <= self.threshold) & self._alive[rows]
+        found: dict[int, int] = {}
+        for row, dist in zip(rows[keep].tolist(), d[keep].tolist(), strict=True):
+            if dist < found.get(row, 257):
+                found[row] = dist
+        return found
+
+
+def _substring(words: np.ndarray, start: int, bits: int) -> np.ndarray:
+    """Bits [start, start + bits) of each 256-bit row, as integers."""
+    w, off = divmod(start, 64)
+    mask = np.uint64((1 << bits) - 1)
+    if off + bits <= 64:
+        out = (words[:, w] >> np.uint64(64 - off - bits)) & mask
+    else:
+        spill = off + bits - 64
+        out = ((words[:, w] << np.uint64(spill)) | (words[:, w + 1] >> np.uint64(64 - spill))) & mask
+    return out.astype(np.int64)
+
+
+def _flip_masks(bits: int, flips: int) -> np.ndarray:
+    """Every `bits`-bit mask with at most `flips` bits set."""
+    masks = [0]
+    frontier = [0]
+    for _ in range(flips):
+        frontier = sorted({m | (1 << b) for m in frontier for b in range(bits) if not m >> b & 1})
+        masks.extend(frontier)
+    return np.array(masks, np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Local features: descriptor votes, then verification
+
+
+class VocabularyTree:
+    """A hierarchical k-majority quantiser of 256-bit descriptors (Nistér & Stewénius' vocabulary
+    tree, binary): `branching` children per node, `depth` levels, branching**depth leaves.
+
+    Assigning a descriptor costs branching × depth Hamming distances, so millions of registered
+    descriptors can be bucketed at start-up in seconds, where FAISS's flat-quantised IVF would
+    compare each with every one of its tens of thousands of centroids (measured: minutes).
+    """
+
+    def __init__(self, centroids: list[np.ndarray], branching: int) -> None:
+        self.centroids = centroids  # per level: (nodes_at_level, branching, 4) uint64
+        self.branching = branching
+        self._faiss: dict[tuple[int, int], faiss.IndexBinaryFlat] = {}
+
+    @property
+    def leaves(self) -> int:
+        return int(self.centroids[-1].shape[0] * self.branching)
+
+    @classmethod
+    def train(cls, words: np.ndarray, depth: int, branching: int = 16, iterations: int = 4,
+              seed: int = 0) -> VocabularyTree:
+        rng = np.random.default_rng(seed)
+        bits = np.unpackbits(np.ascontiguousarray(words).view(np.uint8).reshape(len(words), 32), axis=1)
+        node = np.zeros(len(words), np.int64)
+        levels = []
+        for level in range(depth):
+            nodes = branching**level
+            # start each node's children at distinct members of the node (or anything, if too few)
+            cent = np.empty((nodes, branching, 4), np.uint64)
+            order = np.lexsort((rng.random(len(words)), node))
+            first = np.searchsorted(node[order], np.arange(nodes))
+            count = np.bincount(node, minlength=nodes)
+            for b in range(branching):
+                pick = order[np.minimum(first + b % np.maximum(count, 1), len(words) - 1)]
+                cent[:, b] = words[pick]
+            for _ in range(iterations):
+                cluster = node * branching + _nearest_child(words, np.take(cent, node, axis=0))
+                # majority vote of each bit within each cluster
+                order_c = np.argsort(cluster, kind="stable")
+                present, starts = np.unique(cluster[order_c], return_index=True)
+                sums = np.add.reduceat(np.take(bits, order_c, axis=0), starts, axis=0, dtype=np.int32)
+                sizes = np.diff(np.append(starts, len(words)))
+                majority = np.packbits((2 * sums > sizes[:, None]).astype(np.uint8), axis=1).view(np.uint64)
+                cent.reshape(-1, 4)[present] = majority
+            levels.append(cent)
+            node = node * branching + _nearest_child(words, np.take(cent, node, axis=0))
+        return cls(levels, branching)
+
+    def assign(self, words: np.ndarray, probes: int = 1) -> np.ndarray:
+        """Leaves of each descriptor, (N, probes), nearest first.
+
+        With one probe, a greedy descent. With more, a beam search keeping the `probes` nearest
+        nodes at every level: a near neighbour that fell on the other side of an upper-level split
+        is still found, which a greedy descent followed by the best children of one node misses.
+        """
+        if probes == 1 and len(words) > 50_000:
+            return self._assign_bulk(words)[:, None]
+        n = len(words)
+        beam = np.zeros((n, 1), np.int64)
+        for cent in self.centroids:
+            children = np.take(cent, beam, axis=0)  # (n, width, branching, 4)
+            d = hamming_words(children, words[:, None, None, :]).reshape(n, -1)
+            keep = min(probes, d.shape[1])
+            best = np.argsort(d, axis=1, kind="stable")[:, :keep]
+            beam = (np.take_along_axis(beam, best // self.branching, axis=1) * self.branching
+                    + best % self.branching)
+        return beam
+
+
+    def _assign_bulk(self, words: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+        """The same descent for millions of descriptors: grouped by node, each group searched by FAISS
+        against its node's children (several times faster than NumPy broadcasting)."""
+        out = np.empty(len(words), np.int64)
+        for lo in range(0, len(words), chunk):
+            codes = np.ascontiguousarray(words[lo: lo + chunk]).view(np.uint8).reshape(-1, 32)
+            node = np.zeros(len(codes), np.int64)
+            for level in range(len(self.centroids)):
+                child = np.empty(len(codes), np.int64)
+                order = np.argsort(node, kind="stable")
+                present, starts = np.unique(node[order], return_index=True)
+                ends = np.append(starts[1:], len(codes))
+                for n, s, e in zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True):
+                    rows = order[s:e]
+                    _, nearest = self._children_index(level, n).search(codes[rows], 1)
+                    child[rows] = nearest[:, 0]
+                node = node * self.branching + child
+            out[lo: lo + len(codes)] = node
+        return out
+
+    def _children_index(self, level: int, node: int) -> faiss.IndexBinaryFlat:
+        key = (level, node)
+        index = self._faiss.get(key)
+        if index is None:
+            index = faiss.IndexBinaryFlat(256)
+            index.add(np.ascontiguousarray(self.centroids[level][node]).view(np.uint8).reshape(-1, 32))
+            self._faiss[key] = index
+        return index
+
+
+def _nearest_child(words: np.ndarray, children: np.ndarray) -> np.ndarray:
+    """words (N, 4), children (N, B, 4) → index of the nearest child per row."""
+    return np.argmin(hamming_words(children, words[:, None, :]), axis=1)
+
+
+class DescriptorVotes:
+    """ORB descriptors of registered works; a query's descriptors vote for the works they come near.
+
+    Below `tree_from` descriptors the search is exact (FAISS IndexBinaryFlat). Above, a vocabulary
+    tree buckets the descriptors into the inverted lists of a FAISS IndexBinaryIVF, and a query
+    descriptor is compared (in C++) only with the lists of its `probes` nearest leaves, which the
+    tree finds: `search_preassigned`, so FAISS's flat quantiser is never used. Additions are
+    buffered and bucketed in bulk at the next search, so loading many works at start-up is one
+    pass; the tree is retrained when the collection has grown eightfold since it was trained.
+    Removed works are masked out, not deleted (the product rebuilds the index at start).
+    """
+
+    def __init__(self, *, max_hamming: int = 48, ratio: float = 0.8, neighbours: int = 4, probes: int = 2,
+                 tree_from: int = 8_192, leaf_size: int = 256, tree_sample: int = 65_536,
+                 scan_budget: int = 2_048) -> None:
+        self.max_hamming = max_hamming
+        self.scan_budget = scan_budget
+        self.ratio = ratio
+        self.neighbours = neighbours
+        self.probes = probes
+        self.tree_from = tree_from
+        self.leaf_size = leaf_size
+        self.tree_sample = tree_sample
+        self._slot_rows: list[tuple[int, int]] = []  # slot → (first row, count); rows number descriptors
+        self._alive = np.zeros(0, bool)
+        self._row_slot = np.zeros(0, np.int32)
+        self._codes = np.zeros((0, 32), np.uint8)  # every descriptor in row order, for verification
+        self._size = 0
+        self._indexed = 0  # rows [indexed, size) are not in the FAISS index yet
+        self._index: Any = faiss.IndexBinaryFlat(256)  # IndexBinaryIVF once there is a tree
+        self._tree: VocabularyTree | None = None
+        self._trained_on = 0
+
+    @property
+    def ntotal(self) -> int:
+        return self._size
+
+    def add(self, slot: int, descriptors: np.ndarray) -> None:
+        if slot != len(self._slot_rows):
+            raise ValueError(f"descriptor slots must be added in order: expected {len(self._slot_rows)}, got {slot}")
+        codes = np.ascontiguousarray(descriptors, np.uint8).reshape(-1, 32)
+        n = len(codes)
+        self._slot_rows.append((self._size, n))
+        if slot >= len(self._alive):
+            self._alive = np.resize(self._alive, max(1024, 2 * slot + 2))
+        self._alive[slot] = True
+        if n == 0:
+            return
+        if self._size + n > len(self._row_slot):
+            self._row_slot = np.resize(self._row_slot, max(4096, 2 * (self._size + n)))
+            self._codes = np.resize(self._codes, (len(self._row_slot), 32))
+        self._row_slot[self._size: self._size + n] = slot
+        self._codes[self._size: self._size + n] = codes
+        self._size += n
+
+    def remove(self, slot: int) -> None:
+        self._alive[slot] = False
+
+    def codes(self, slot: int) -> np.ndarray:
+        """The descriptors of a work, (N, 32) uint8, in the order they were added.
+
+        Kept in a plain array beside the FAISS index (16 KB per work): reading them back from the
+        inverted lists cost 2-3 ms per candidate, most of a look-up's time."""
+        first, count = self._slot_rows[slot]
+        return self._codes[first: first + count]
+
+    def flush(self) -> None:
+        """Put the buffered descriptors into the FAISS index (bucketing them if there is a tree)."""
+        if self._indexed == self._size:
+            return
+        pending = self._codes[self._indexed: self._size]
+        if self._size < self.tree_from:
+            self._index.add(pending)
+        elif self._tree is None or self._size >= 8 * self._trained_on:
+            self._rebuild(self._codes[: self._size])
+        else:
+            self._add_bucketed(pending)
+        self._indexed = self._size
+
+    def _rebuild(self, codes: np.ndarray) -> None:
+        """Train a tree on a sample of `codes` (every descriptor, in row order) and bucket them all."""
+        # leaves of about `leaf_size` descriptors (at most 16**4), trained on ~8 descriptors per leaf
+        depth = min(4, max(1, math.ceil(math.log(max(len(codes) / self.leaf_size, 2), 16))))
+        n_sample = min(len(codes), max(self.tree_sample, 8 * 16**depth))
+        sample = np.sort(np.random.default_rng(0).choice(len(codes), n_sample, replace=False))
+        self._tree = VocabularyTree.train(codes[sample].view(np.uint64), depth)
+        self._trained_on = len(codes)
+        quantizer = faiss.IndexBinaryFlat(256)  # the leaves, for completeness; searches never use it
+        quantizer.add(np.ascontiguousarray(self._tree.centroids[-1]).view(np.uint8).reshape(-1, 32))
+        index = faiss.IndexBinaryIVF(quantizer, 256, self._tree.leaves)
+        index.nprobe = self.probes
+        self._quantizer = quantizer  # the IVF index does not own it
+        self._index = index
+        chunk = 1 << 22
+        for lo in range(0, len(codes), chunk):
+            self._add_bucketed(codes[lo: lo + chunk])
+
+    def _add_bucketed(self, codes: np.ndarray) -> None:
+        assert self._tree is not None
+        leaves = np.ascontiguousarray(self._tree.assign(codes.view(np.uint64))[:, 0], np.int64)
+        codes = np.ascontiguousarray(codes)
+        ids = np.arange(self._index.ntotal, self._index.ntotal + len(codes), dtype=np.int64)  # ids are rows
+        self._index.add_core(len(codes), faiss.swig_ptr(codes), faiss.swig_ptr(ids), faiss.swig_ptr(leaves))
+
+    def votes(self, descriptors: np.ndarray) -> dict[int, float]:
+        """{slot: weighted votes} for one set of query descriptors; see `votes_many`."""
+        return self.votes_many([descriptors])[0]
+
+    def votes_many(self, views: list[np.ndarray]) -> list[dict[int, float]]:
+        """For each set of query descriptors (a view of the query), {slot: weighted votes}: each
+        descriptor gives one vote to the work of its nearest registered descriptor (within
+        `max_hamming`), shared equally with the other works whose descriptors among its `neighbours`
+        nearest are nearly as near (within 1/`ratio` of it). One index search serves every view.
+
+        Why shared and not a plain count: busy works (scribbles, hatching, lettering) hold generic
+        descriptors that every query comes near; counting those let a busy distinct work outvote the
+        original of a small or cropped copy. Sharing rather than Lowe's drop keeps a work that is
+        registered twice (a portfolio work also opted out) a candidate under both entries.
+        """
+        parts = [np.ascontiguousarray(v, np.uint8).reshape(-1, 32) for v in views]
+        q = np.concatenate(parts) if parts else np.zeros((0, 32), np.uint8)
+        self.flush()
+        if self._size == 0 or len(q) == 0:
+            return [{} for _ in views]
+        if self._tree is not None:
+            # scan about `scan_budget` descriptors per query descriptor: more leaves while they are small
+            per_leaf = self._size / self._tree.leaves
+            probes = int(min(16, max(self.probes, self.scan_budget // max(per_leaf, 1))))
+            self._index.nprobe = probes
+            leaves = self._tree.assign(q.view(np.uint64), probes)
+            dist, rows = self._index.search_preassigned(q, self.neighbours, leaves, None)
+        else:
+            dist, rows = self._index.search(q, self.neighbours)
+        ok = rows >= 0
+        ok[ok] &= self._alive[self._row_slot[rows[ok]]]
+        ok &= dist <= self.max_hamming
+        view_of = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+        out: list[dict[int, float]] = [{} for _ in views]
+        if not ok.any():
+            return out
+        qi, col = np.nonzero(ok)
+        slot = self._row_slot[rows[qi, col]].astype(np.int64)
+        d = dist[qi, col]
+        best = np.where(ok, dist, np.iinfo(np.int32).max).min(axis=1)
+        near = d <= best[qi] / self.ratio
+        n_slots = len(self._slot_rows)
+        key = np.unique(qi[near] * n_slots + slot[near])  # (query descriptor, work) pairs
+        pair_q, pair_slot = np.divmod(key, n_slots)
+        share = 1.0 / np.bincount(pair_q)[pair_q]
+        view_slot, inverse = np.unique(view_of[pair_q] * n_slots + pair_slot, return_inverse=True)
+        weights = np.bincount(inverse, weights=share)
+        for vs, w in zip(view_slot.tolist(), weights.tolist(), strict=True):
+            view, s = divmod(vs, n_slots)
+            out[view][s] = w
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The index the gate uses
+
+
+@dataclass(frozen=True)
+class _Robust:
+    """A registered work's keypoint positions and alignment thumbnail, stored compactly (its
+    descriptors live in `DescriptorVotes`); decoded only when the work is a candidate."""
+
+    width: int
+    height: int
+    points: np.ndarray  # (N, 2) float32
+    thumb_png: bytes
+
+    @classmethod
+    def of(cls, fp: Fingerprint) -> _Robust:
+        reg = registered_from(fp.robust)
+        ok, png = cv2.imencode(".png", reg.thumbnail())
+        if not ok:
+            raise ValueError("could not encode a registered thumbnail")
+        return cls(reg.width, reg.height, reg.keypoints.points, png.tobytes())
+
+    def registered(self, descriptors: np.ndarray) -> Registered:
+        return Registered(self.width, self.height, Keypoints(self.points, descriptors), thumb_png=self.thumb_png)
 
 
 @dataclass
-class _Item:
-    number: int
-    key: str
+class _Entry:
+    key: str  # the item's key: its SHA-256, or e.g. "pdq:<hex>" for an imported hash-only opt-out
     owner: str
-    sha256: str | None
-    pdq: bytes | None
-    registered: Registered | None
+    sha256: str | None  # exact-bytes identity, when known
+    robust: _Robust | None  # None for hash-only entries
+    pdq_row: int | None
+
+
+_VERIFY_FIELDS = {f.name for f in fields(VerifyParams)}
+_SEARCH_FIELDS = {"candidates", "min_votes", "relative_votes", "descriptor_max_hamming", "vote_descriptors",
+                  "probes"}
 
 
 class MatchIndex:
-    """In-memory; not thread-safe on its own (the product serialises access)."""
+    """Registered works (verified portfolios, the opt-out registry, our generated images). In memory;
+    not thread-safe on its own (the product serialises access).
 
-    def __init__(self, *, pdq_threshold: int = 31, verify_params: VerifyParams | None = None,
-                 candidates: int = 8, descriptor_max_hamming: int = 64, min_votes: int = 4) -> None:
-        if not 0 <= pdq_threshold < PDQ_BITS:
-            raise ValueError(f"pdq_threshold must be in 0..{PDQ_BITS - 1}, got {pdq_threshold}")
+    `robust_thresholds` are `VerifyParams` fields (min_inliers, min_coverage, min_area, …) and the
+    candidate search's `candidates` (works verified per query, default 8), `min_votes` (default 4),
+    `relative_votes` (a candidate needs this share of the best-voted work's votes, default 0.35),
+    `descriptor_max_hamming` (a descriptor votes for works within this distance, default 48),
+    `vote_descriptors` (descriptors per query view that vote, default 250) and `probes` (vocabulary-
+    tree leaves searched per descriptor at least, default 2; more while the leaves are small).
+    """
+
+    def __init__(self, *, pdq_threshold: int = 31, min_pdq_quality: int = MIN_PDQ_QUALITY,
+                 verify_params: VerifyParams | None = None, **robust_thresholds: Any) -> None:
+        _single_threaded_faiss()
+        unknown = set(robust_thresholds) - _VERIFY_FIELDS - _SEARCH_FIELDS
+        if unknown:
+            raise TypeError(f"unknown robust threshold(s) {sorted(unknown)}; known: "
+                            f"{sorted(_VERIFY_FIELDS | _SEARCH_FIELDS)}")
         self.pdq_threshold = pdq_threshold
-        self.verify_params = verify_params or VerifyParams()
-        self.candidates = candidates
-        self.descriptor_max_hamming = descriptor_max_hamming
-        self.min_votes = min_votes
-        self._items: dict[str, _Item] = {}
-        self._by_number: dict[int, _Item] = {}
+        self.min_pdq_quality = min_pdq_quality
+        self.candidates = int(robust_thresholds.pop("candidates", 8))
+        self.min_votes = float(robust_thresholds.pop("min_votes", 4))
+        self.relative_votes = float(robust_thresholds.pop("relative_votes", 0.35))
+        self.vote_descriptors = int(robust_thresholds.pop("vote_descriptors", 250))
+        probes = int(robust_thresholds.pop("probes", 2))
+        max_hamming = int(robust_thresholds.pop("descriptor_max_hamming", 48))
+        self.verify_params = replace(verify_params or VerifyParams(), **robust_thresholds)
+        self._pdq = PdqMultiIndex(pdq_threshold)
+        self._votes = DescriptorVotes(max_hamming=max_hamming, probes=probes)
+        self._slots: list[_Entry | None] = []
+        self._by_key: dict[str, int] = {}
         self._by_sha: dict[str, set[str]] = {}
-        self._next = 1
-        self._pdq = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(PDQ_BITS))
-        self._desc = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(PDQ_BITS))
+        self._by_pdq_row: dict[int, int] = {}
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._by_key)
 
     # changes --------------------------------------------------------------------------------------
     def add(self, *, item_sha256: str, owner: str, fingerprint: Fingerprint) -> None:
-        """Register a work under `item_sha256` (its key); adding the same key again replaces it."""
-        registered = registered_from(fingerprint.robust)
-        self._insert(item_sha256, owner, sha256=item_sha256 if _is_sha256(item_sha256) else None,
-                     pdq=fingerprint.pdq, registered=registered)
+        """Register a work under `item_sha256` (its key); adding the same key again replaces it.
+
+        A PDQ hash of low quality (a flat image) is not indexed: such hashes collide with other flat
+        images. The local features are always indexed; verification judges them.
+        """
+        pdq = fingerprint.pdq if fingerprint.pdq_quality >= self.min_pdq_quality else None
+        self._insert(item_sha256, owner, sha256=item_sha256 if _is_sha256(item_sha256) else None, pdq=pdq,
+                     robust=_Robust.of(fingerprint), descriptors=fingerprint.robust.view.descriptors)
 
     def add_hashes(self, *, item_sha256: str, owner: str, sha256: str | None, pdq: bytes | None) -> None:
         """Register a work known only by hashes (an imported opt-out list): exact and PDQ matching only."""
         if sha256 is None and pdq is None:
             raise ValueError("add_hashes needs sha256 or pdq")
-        if pdq is not None and len(pdq) != PDQ_BITS // 8:
-            raise ValueError(f"pdq must be {PDQ_BITS // 8} bytes, got {len(pdq)}")
-        self._insert(item_sha256, owner, sha256=sha256, pdq=pdq, registered=None)
+        if pdq is not None and len(pdq) != 32:
+            raise ValueError(f"pdq must be 32 bytes, got {len(pdq)}")
+        self._insert(item_sha256, owner, sha256=sha256, pdq=pdq, robust=None, descriptors=np.zeros((0, 32), np.uint8))
 
     def remove(self, item_sha256: str) -> None:
-        item = self._items.pop(item_sha256, None)
-        if item is None:
+        """Forget the entry with this key (no error if there is none)."""
+        slot = self._by_key.pop(item_sha256, None)
+        if slot is None:
             return
-        del self._by_number[item.number]
-        if item.sha256 is not None:
-            keys = self._by_sha.get(item.sha256, set())
-            keys.discard(item.key)
+        entry = self._slots[slot]
+        assert entry is not None
+        self._slots[slot] = None
+        if entry.sha256 is not None:
+            keys = self._by_sha[entry.sha256]
+            keys.discard(entry.key)
             if not keys:
-                self._by_sha.pop(item.sha256, None)
-        self._pdq.remove_ids(np.array([item.number], dtype=np.int64))
-        if item.registered is not None and len(item.registered.keypoints):
-            n = len(item.registered.keypoints)
-            ids = item.number * _DESC_STRIDE + np.arange(n, dtype=np.int64)
-            self._desc.remove_ids(ids)
+                del self._by_sha[entry.sha256]
+        if entry.pdq_row is not None:
+            self._pdq.remove(entry.pdq_row)
+            del self._by_pdq_row[entry.pdq_row]
+        self._votes.remove(slot)
 
-    def _insert(self, key: str, owner: str, *, sha256: str | None, pdq: bytes | None,
-                registered: Registered | None) -> None:
+    def _insert(self, key: str, owner: str, *, sha256: str | None, pdq: bytes | None, robust: _Robust | None,
+                descriptors: np.ndarray) -> None:
         self.remove(key)
-        item = _Item(self._next, key, owner, sha256, pdq, registered)
-        self._next += 1
-        self._items[key] = item
-        self._by_number[item.number] = item
+        slot = len(self._slots)
+        pdq_row = None
+        if pdq is not None:
+            pdq_row = int(self._pdq.add(np.frombuffer(pdq, np.uint8))[0])
+            self._by_pdq_row[pdq_row] = slot
+        self._slots.append(_Entry(key, owner, sha256, robust, pdq_row))
+        self._votes.add(slot, descriptors)
+        self._by_key[key] = slot
         if sha256 is not None:
             self._by_sha.setdefault(sha256, set()).add(key)
-        if pdq is not None:
-            self._pdq.add_with_ids(np.frombuffer(pdq, np.uint8).reshape(1, -1),
-                                   np.array([item.number], dtype=np.int64))
-        if registered is not None and len(registered.keypoints):
-            desc = np.ascontiguousarray(registered.keypoints.descriptors[:_DESC_STRIDE], np.uint8)
-            ids = item.number * _DESC_STRIDE + np.arange(len(desc), dtype=np.int64)
-            self._desc.add_with_ids(desc, ids)
 
     # lookup ---------------------------------------------------------------------------------------
     def search(self, fingerprint: Fingerprint, *, sha256: str | None = None) -> list[Match]:
-        """Every registered work the image matches, best evidence first (sha256, then pdq, then local)."""
-        found: dict[str, Match] = {}
-        if sha256 is not None:
-            for key in sorted(self._by_sha.get(sha256, ())):
-                item = self._items[key]
-                found[key] = Match(item.owner, key, "sha256", 0)
-        for key, distance in self._pdq_hits(fingerprint).items():
-            if key not in found:
-                found[key] = Match(self._items[key].owner, key, "pdq", float(distance))
-        for key, inliers in self._local_hits(fingerprint, exclude=set(found)).items():
-            found[key] = Match(self._items[key].owner, key, "local_features", float(inliers))
+        """Every registered work the image matches, best evidence first: SHA-256, then PDQ (closest
+        first), then local features (most verified inliers first). One match per registered work."""
+        found: dict[int, Match] = {}
+        for key in sorted(self._by_sha.get(sha256, ())) if sha256 else ():
+            slot = self._by_key[key]
+            found[slot] = Match(self._entry(slot).owner, key, "sha256", 0.0)
+        if fingerprint.pdq_quality >= self.min_pdq_quality:
+            queries = np.frombuffer(b"".join(fingerprint.pdq_dihedral), np.uint8).reshape(-1, 32)
+            for row, dist in sorted(self._pdq.search(queries).items(), key=lambda kv: kv[1]):
+                slot = self._by_pdq_row[row]
+                if slot not in found:
+                    found[slot] = Match(self._entry(slot).owner, self._entry(slot).key, "pdq", float(dist))
+        for slot, views in self._candidates(fingerprint, exclude=set(found)):
+            entry = self._entry(slot)
+            assert entry.robust is not None
+            registered = entry.robust.registered(self._votes.codes(slot))
+            result = verify(fingerprint.robust, registered, self.verify_params, views)
+            if result.matched:
+                found[slot] = Match(entry.owner, entry.key, "local_features", float(result.inliers))
         order = {"sha256": 0, "pdq": 1, "local_features": 2}
         return sorted(found.values(),
                       key=lambda m: (order[m.method], m.score if m.method != "local_features" else -m.score))
 
-    def _pdq_hits(self, fingerprint: Fingerprint) -> dict[str, int]:
-        if self._pdq.ntotal == 0:
-            return {}
-        queries = np.frombuffer(b"".join(fingerprint.pdq_dihedral), np.uint8).reshape(-1, PDQ_BITS // 8)
-        lims, distances, ids = self._pdq.range_search(np.ascontiguousarray(queries), self.pdq_threshold + 1)
-        best: dict[str, int] = {}
-        for number, distance in zip(ids.tolist(), distances.tolist(), strict=True):
-            key = self._by_number[int(number)].key
-            best[key] = min(best.get(key, PDQ_BITS), int(distance))
-        return best
+    def _entry(self, slot: int) -> _Entry:
+        entry = self._slots[slot]
+        assert entry is not None, "a removed entry was returned by a sub-index"
+        return entry
 
-    def _local_hits(self, fingerprint: Fingerprint, *, exclude: set[str]) -> dict[str, int]:
+    def _candidates(self, fingerprint: Fingerprint, *, exclude: set[int]) -> list[tuple[int, tuple[str, ...]]]:
+        """The best-voted works not matched already, most votes first, each with the views of the
+        query (image, mirror, inset) that voted for it, most votes first."""
         robust = fingerprint.robust
-        if self._desc.ntotal == 0:
-            return {}
-        descriptors = [d for d in (robust.view.descriptors, robust.mirror.descriptors) if len(d)]
-        if not descriptors:
-            return {}
-        query = np.ascontiguousarray(np.concatenate(descriptors), np.uint8)
-        distances, ids = self._desc.search(query, 2)
-        votes: Counter[int] = Counter()
-        for row_d, row_i in zip(distances, ids, strict=True):
-            seen = set()
-            for d, i in zip(row_d.tolist(), row_i.tolist(), strict=True):
-                if i < 0 or d > self.descriptor_max_hamming:
-                    continue
-                number = int(i) // _DESC_STRIDE
-                if number not in seen:
-                    votes[number] += 1
-                    seen.add(number)
-        hits: dict[str, int] = {}
-        for number, count in votes.most_common(self.candidates):
-            item = self._by_number.get(number)
-            if count < self.min_votes or item is None or item.key in exclude or item.registered is None:
-                continue
-            result = verify(robust, item.registered, self.verify_params)
-            if result.matched:
-                hits[item.key] = result.inliers
-        return hits
+        n = self.vote_descriptors  # keypoints are in spread order: a prefix covers the whole image
+        views = {"image": robust.view.descriptors[:n], "mirror": robust.mirror.descriptors[:n]}
+        if robust.inset is not None:
+            views["inset"] = robust.inset.view.descriptors[:n]
+        votes: dict[int, dict[str, float]] = {}
+        for name, view_votes in zip(views, self._votes.votes_many(list(views.values())), strict=True):
+            for slot, count in view_votes.items():
+                if count >= self.min_votes and slot not in exclude:
+                    votes.setdefault(slot, {})[name] = count
+        if not votes:
+            return []
+        top = max(max(v.values()) for v in votes.values())
+        # far fewer votes than the best-voted work: not worth verifying (a collage of several
+        # registered works still gives each a good share of the best one's votes)
+        floor = max(self.min_votes, self.relative_votes * top)
+        ranked = sorted((s for s in votes if max(votes[s].values()) >= floor),
+                        key=lambda s: (-max(votes[s].values()), s))[: self.candidates]
+        return [(s, tuple(v for v in sorted(votes[s], key=lambda v: -votes[s][v]) if votes[s][v] >= floor))
+                for s in ranked]
+
+
+def _single_threaded_faiss() -> None:
+    """One FAISS thread per search. A lookup is a few hundred descriptors, too small to gain from
+    threads, and OpenMP threads that spin-wait beside OpenCV's and beside other requests' made a
+    search 5-40x slower on a busy 2-core machine (measured with benchmarks.gate_evasion)."""
+    if faiss.omp_get_max_threads() != 1:
+        faiss.omp_set_num_threads(1)
 
 
 def _is_sha256(value: str) -> bool:

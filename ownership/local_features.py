@@ -16,9 +16,11 @@ All functions here are pure; `ownership.index` decides which registered works to
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
+import faiss
 import numpy as np
 
 # Working resolution of the gate: images are fingerprinted on a copy whose longer side is this.
@@ -35,7 +37,8 @@ _VERSION = 1
 
 @dataclass(frozen=True)
 class Keypoints:
-    """Keypoints of one view of an image, strongest first. Coordinates are in the view's working frame."""
+    """Keypoints of one view of an image, in spread order (see `_spread`): any prefix covers the whole
+    image, so the index can keep the first few of each work. Coordinates are in the view's working frame."""
 
     points: np.ndarray  # (N, 2) float32, x then y
     descriptors: np.ndarray  # (N, 32) uint8, ORB
@@ -119,18 +122,18 @@ class LocalFeatures:
 
 def _orb(n: int) -> cv2.ORB:
     # fastThreshold 10 (default 20) finds corners on soft, low-contrast line art too.
-    return cv2.ORB_create(nfeatures=n, scaleFactor=1.2, nlevels=ORB_LEVELS, edgeThreshold=15, patchSize=31,
+    return cv2.ORB.create(nfeatures=n, scaleFactor=1.2, nlevels=ORB_LEVELS, edgeThreshold=15, patchSize=31,
                           fastThreshold=10)
 
 
-def _spread(kps: tuple, width: int, height: int, n: int, grid: int = 8) -> list:
+def _spread(kps: Sequence[cv2.KeyPoint], width: int, height: int, n: int, grid: int = 8) -> list[cv2.KeyPoint]:
     """Keep `n` keypoints spread over a grid: every cell's strongest first, then every cell's second…
 
     Why: a caption bar, a watermark or a screenshot's window chrome is full of lettering whose
     corners out-score the artwork's; a plain top-n by response would spend the budget there.
     """
-    if len(kps) <= n:
-        return list(kps)
+    if not kps:
+        return []
     xy = np.array([k.pt for k in kps], np.float32)
     resp = np.array([k.response for k in kps], np.float32)
     cell = (np.minimum(grid - 1, (xy[:, 1] * grid / height).astype(int)) * grid
@@ -150,9 +153,7 @@ def _keypoints(gray: np.ndarray, with_mirror: bool) -> tuple[Keypoints, Keypoint
     kps, desc = orb.compute(gray, _spread(orb.detect(gray, None), w, h, ORB_FEATURES))
     if desc is None or not kps:
         return EMPTY_KEYPOINTS, EMPTY_KEYPOINTS
-    order = np.argsort([-k.response for k in kps], kind="stable")
-    kps = [kps[i] for i in order]
-    view = Keypoints(np.array([k.pt for k in kps], np.float32).reshape(-1, 2), np.ascontiguousarray(desc[order]))
+    view = Keypoints(np.array([k.pt for k in kps], np.float32).reshape(-1, 2), np.ascontiguousarray(desc))
     if not with_mirror:
         return view, EMPTY_KEYPOINTS
     # FAST corners of the mirror image are the mirrored corners: describe them there, no new detection.
@@ -173,7 +174,8 @@ def resize_long_side(img: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
-def find_inset(work_gray: np.ndarray, min_share: float = 0.08, max_share: float = 0.9) -> tuple[int, int, int, int] | None:
+def find_inset(work_gray: np.ndarray, min_share: float = 0.08,
+               max_share: float = 0.9) -> tuple[int, int, int, int] | None:
     """The largest rectangle drawn inside the image (x, y, w, h in working pixels), if any.
 
     A screenshot, a bordered or framed copy and a collage hold the artwork as a rectangle with a
@@ -231,7 +233,14 @@ def compute_local_features(work_gray: np.ndarray, full: np.ndarray | None = None
 
 @dataclass(frozen=True)
 class VerifyParams:
-    """Thresholds of the robust matcher. Defaults were chosen with `python -m benchmarks.gate_evasion`."""
+    """Thresholds of the robust matcher. Defaults were chosen with `python -m benchmarks.gate_evasion`.
+
+    Measured (160 synthetic works by 20 artists, 8800 attacked copies): copies that PDQ misses reach
+    coverage >= 0.79 in 99 % of cases and their inliers span >= 25 % of the work; distinct works of
+    the same artist (shared signature, character, panel layout) reach at most 0.54 coverage where
+    their inliers span >= 5 %, and span at most 4 % where their coverage passes. min_coverage 0.6
+    let 1 of 12720 distinct pairs through; 0.7 none, at the cost of 0.3 % of robust-only catches.
+    """
 
     ratio: float = 0.85  # Lowe's ratio test on Hamming distances
     max_hamming: int = 80  # of 256 bits
@@ -252,17 +261,32 @@ class VerifyParams:
 
 @dataclass(frozen=True)
 class Registered:
-    """What the index keeps of a registered work's fingerprint to verify candidates."""
+    """What the index keeps of a registered work's fingerprint to verify candidates.
+
+    The thumbnail may be given as PNG bytes instead of pixels: it is then decoded only if the
+    geometric check passes, which most candidates do not.
+    """
 
     width: int
     height: int
     keypoints: Keypoints
-    thumb: np.ndarray  # (h, w) uint8, longer side <= REGISTERED_THUMB_SIDE
+    thumb: np.ndarray | None = None  # (h, w) uint8, longer side <= REGISTERED_THUMB_SIDE
+    thumb_png: bytes | None = None
+
+    def thumbnail(self) -> np.ndarray:
+        if self.thumb is not None:
+            return self.thumb
+        if self.thumb_png is None:
+            raise ValueError("a registered work needs a thumbnail or its PNG bytes")
+        thumb = cv2.imdecode(np.frombuffer(self.thumb_png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if thumb is None:
+            raise ValueError("a registered work's thumbnail PNG is unreadable; recompute its fingerprint")
+        return thumb
 
 
 def registered_from(features: LocalFeatures, thumb_side: int | None = None) -> Registered:
     thumb = resize_long_side(features.gray, thumb_side or REGISTERED_THUMB_SIDE)
-    return Registered(features.width, features.height, features.view, np.ascontiguousarray(thumb))
+    return Registered(features.width, features.height, features.view, thumb=np.ascontiguousarray(thumb))
 
 
 @dataclass(frozen=True)
@@ -279,15 +303,14 @@ NO_MATCH = Verification(False, 0, 0.0, 0.0, 0, "image")
 
 
 def _putative(query: Keypoints, reg: Keypoints, p: VerifyParams) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest registered descriptor of each query descriptor that passes the distance and ratio tests."""
     if len(query) < 2 or len(reg) < 2:
         return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
-    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query.descriptors, reg.descriptors, k=2)
-    qi, ri = [], []
-    for m in pairs:
-        if len(m) == 2 and m[0].distance <= p.max_hamming and m[0].distance < p.ratio * m[1].distance:
-            qi.append(m[0].queryIdx)
-            ri.append(m[0].trainIdx)
-    return query.points[qi], reg.points[ri]
+    index = faiss.IndexBinaryFlat(256)
+    index.add(np.ascontiguousarray(reg.descriptors, np.uint8))
+    dist, nn = index.search(np.ascontiguousarray(query.descriptors, np.uint8), 2)
+    ok = (nn[:, 0] >= 0) & (dist[:, 0] <= p.max_hamming) & (dist[:, 0] < p.ratio * dist[:, 1])
+    return query.points[ok], reg.points[nn[ok, 0]]
 
 
 def _pixel_scale(s: float) -> np.ndarray:
@@ -319,7 +342,8 @@ def _alignment(query_gray: np.ndarray, query_width: int, reg: Registered, m_reg_
     cell wider on each side. What lies outside was cropped away or framed by other content (a
     screenshot's window, a border) and says nothing either way.
     """
-    th, tw = reg.thumb.shape
+    thumb = reg.thumbnail()
+    th, tw = thumb.shape
     c = p.cell
     ny, nx = th // c, tw // c
     if ny == 0 or nx == 0:
@@ -339,7 +363,7 @@ def _alignment(query_gray: np.ndarray, query_width: int, reg: Registered, m_reg_
                            borderValue=0)
     # where the query holds the work at a lower resolution than the thumbnail, soften the thumbnail alike
     r_sigma = float(np.hypot(p.blur, 0.5 / scale)) if scale < 1 else p.blur
-    reg_blurred = cv2.GaussianBlur(reg.thumb.astype(np.float32), (0, 0), r_sigma)
+    reg_blurred = cv2.GaussianBlur(thumb.astype(np.float32), (0, 0), r_sigma)
     r = _cells(reg_blurred, c)
     q = _cells(cv2.GaussianBlur(warped.astype(np.float32), (0, 0), p.blur), c)
     inside = _cells(valid, c).min(axis=2) > 0
@@ -386,26 +410,51 @@ def _verify_view(kp: Keypoints, gray: np.ndarray, width: int, reg: Registered, p
     return Verification(matched, inliers, coverage, area, cells, name)
 
 
-def verify_views(query: LocalFeatures, reg: Registered, p: VerifyParams) -> list[Verification]:
-    """One verification per view of the query (as is, mirrored, inset) that reached the alignment step."""
-    out = []
-    views = [(query.view, query.gray, query.width, "image"),
+VIEWS = ("image", "mirror", "inset")
+
+
+def _views(query: LocalFeatures) -> dict[str, tuple[Keypoints, np.ndarray, int]]:
+    views = {"image": (query.view, query.gray, query.width),
              # the mirror view's frame is the query's frame flipped left-right
-             (query.mirror, np.ascontiguousarray(query.gray[:, ::-1]), query.width, "mirror")]
+             "mirror": (query.mirror, np.ascontiguousarray(query.gray[:, ::-1]), query.width)}
     if query.inset is not None:
-        views.append((query.inset.view, query.inset.gray, query.inset.width, "inset"))
-    for kp, gray, width, name in views:
-        v = _verify_view(kp, gray, width, reg, p, name)
-        if v is not None:
-            out.append(v)
+        views["inset"] = (query.inset.view, query.inset.gray, query.inset.width)
+    return views
+
+
+def verify_views(query: LocalFeatures, reg: Registered, p: VerifyParams,
+                 views: tuple[str, ...] = VIEWS) -> list[Verification]:
+    """One verification per view of the query (as is, mirrored, inset) that reached the alignment step."""
+    available = _views(query)
+    out = []
+    for name in views:
+        if name in available:
+            kp, gray, width = available[name]
+            v = _verify_view(kp, gray, width, reg, p, name)
+            if v is not None:
+                out.append(v)
     return out
 
 
-def verify(query: LocalFeatures, reg: Registered, params: VerifyParams | None = None) -> Verification:
-    """Does the query contain the registered work, or a real part of it, however placed, turned or mirrored?"""
+def verify(query: LocalFeatures, reg: Registered, params: VerifyParams | None = None,
+           views: tuple[str, ...] = VIEWS) -> Verification:
+    """Does the query contain the registered work, or a real part of it, however placed, turned or mirrored?
+
+    `views` are tried in order and the first that matches is returned; the index passes them most
+    voted first and leaves out views without votes.
+    """
     p = params or VerifyParams()
-    views = verify_views(query, reg, p)
-    if not views:
-        return NO_MATCH
-    # the view with the most verified evidence: agreeing cells, then inliers
-    return max(views, key=lambda v: (v.matched, v.coverage * v.cells, v.inliers))
+    available = _views(query)
+    best = NO_MATCH
+    for name in views:
+        if name not in available:
+            continue
+        kp, gray, width = available[name]
+        v = _verify_view(kp, gray, width, reg, p, name)
+        if v is None:
+            continue
+        if v.matched:
+            return v
+        if (v.coverage * v.cells, v.inliers) > (best.coverage * best.cells, best.inliers):
+            best = v
+    return best

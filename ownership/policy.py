@@ -24,7 +24,7 @@ from typing import Protocol
 from ownership import reasons
 from ownership.decode import decode_image
 from ownership.errors import DecodeError
-from ownership.fingerprint import Fingerprint, compute_fingerprint
+from ownership.fingerprint import MIN_PDQ_QUALITY, Fingerprint, compute_fingerprint
 from ownership.signals import Signals, read_signals
 from ownership.signatures import RegisteredKey, SignatureCheck, check_signature
 from ownership.types import DecodeLimits, Match, Reason, Verdict
@@ -68,6 +68,7 @@ def evaluate(
     artist_keys: Sequence[RegisteredKey],
     limits: DecodeLimits,
     previous_uploads: Iterable[str] = (),
+    min_pdq_quality: int = MIN_PDQ_QUALITY,
 ) -> Evidence:
     """Decide one upload. Never raises for bad input: every problem becomes a reason."""
     sha256 = hashlib.sha256(upload.data).hexdigest()
@@ -87,7 +88,7 @@ def evaluate(
         rejections.append(Reason(reasons.DUPLICATE, "you already uploaded this exact file"))
 
     # 3. Fingerprint and look it up among verified portfolios, the opt-out registry and our outputs.
-    fingerprint = compute_fingerprint(image)
+    fingerprint = compute_fingerprint(image, min_pdq_quality=min_pdq_quality)
     matches = index.search(fingerprint, sha256=sha256)
     own = [m for m in matches if m.owner == upload.artist]
     others = [m for m in matches if m.owner not in (upload.artist, OPTOUT_OWNER, GENERATED_OWNER)]

@@ -197,7 +197,7 @@ def test_review_queue_decisions(instance: Instance, world) -> None:
         assert item.upload.review_state == "overridden"
         eligible = {u.id for u in uploads.eligible_uploads(session=s, user_id=item.upload.user_id)}
         assert unproven.upload_id in eligible and stolen.upload_id not in eligible
-        actions = [e.action for e in s.scalars(select(AuditEntry).where(AuditEntry.action.like("review.%")))]
+        actions = [e.action for e in s.scalars(select(AuditEntry).where(AuditEntry.action.like("review.%")).order_by(AuditEntry.seq))]
         assert actions == ["review.uphold", "review.approve"]
 
 
@@ -233,3 +233,33 @@ def test_disabled_artist_cannot_upload(instance: Instance, world) -> None:
         accounts.set_disabled(session=s, username="alice", disabled=True, actor="root")
     with pytest.raises(PermissionDenied):
         _upload(instance, "alice", "x.png", png_bytes(artwork(1, 99)))
+
+
+def test_gate_thresholds_come_from_settings(tmp_path: Path) -> None:
+    """The documented threshold settings are the ones the gate uses: a stricter PDQ quality floor makes
+    a soft, low-contrast work `low_detail`, and the robust matcher's thresholds reach the index."""
+    import cv2
+
+    from mimicsafe.context import open_instance
+    from mimicsafe.settings import load_settings
+    from ownership.fingerprint import compute_fingerprint
+    from ownership.types import DecodedImage
+
+    work = artwork(1, 54).astype(np.float64)
+    soft = cv2.GaussianBlur(np.clip(work.mean() + 0.3 * (work - work.mean()), 0, 255).astype(np.uint8), (0, 0), 3)
+    fp = compute_fingerprint(DecodedImage(rgb=np.ascontiguousarray(soft), format="PNG"))
+    assert 50 <= fp.pdq_quality < 95 and not fp.low_detail  # fine under the default floor of 50
+
+    strict = open_instance(load_settings(home=tmp_path / "strict", pdq_min_quality=95, robust_min_coverage=0.9,
+                                         robust_min_inliers=12, robust_min_area=0.2))
+    try:
+        with strict.transaction() as s:
+            accounts.create_user(session=s, username="alice", role="artist", password="a long password")
+        index = strict.registry._new_index()  # the index the gate builds from these settings
+        params = index.verify_params
+        assert (params.min_coverage, params.min_inliers, params.min_area) == (0.9, 12, 0.2)
+        assert index.min_pdq_quality == 95
+        outcome = _upload(strict, "alice", "new.png", png_bytes(soft))
+        assert "low_detail" in _codes(outcome)
+    finally:
+        strict.close()

@@ -55,7 +55,9 @@ def test_no_acceptance_with_a_protected_match(matches: list[Match], signed: bool
     verdict = evidence.verdict
     protected = [m for m in matches if m.owner != "alice"]
     proof = any(m.owner == "alice" for m in matches) or (signed and not revoked)
-    if protected or duplicate or not proof:
+    # A signature that fails (here: by a revoked key) is a red flag even beside a portfolio match.
+    bad_signature = signed and revoked
+    if protected or duplicate or bad_signature or not proof:
         assert verdict.decision == "rejected"
     else:
         assert verdict.decision == "accepted"
