@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mimicsafe.blobs import BlobStore
 from mimicsafe.db import migrate
-from mimicsafe.db.engine import make_engine, make_session_factory, transaction
+from mimicsafe.db.engine import database_errors, make_engine, make_session_factory, transaction
 from mimicsafe.registry import Registry
 from mimicsafe.settings import Settings
 
@@ -41,9 +41,12 @@ class Instance:
 
 def open_instance(settings: Settings, *, upgrade: bool = True) -> Instance:
     """Create the home directory, connect, and (by default) bring the schema to the latest migration."""
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    # Private to its owner when we create it: it holds the database (password hashes), the blobs
+    # (artists' works) and the instance's keys. An existing directory keeps the mode it was given.
+    settings.home_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = make_engine(settings.sqlalchemy_url)
     if upgrade:
-        migrate.upgrade(engine)
+        with database_errors():  # the first contact with a database server: say clearly if it is down
+            migrate.upgrade(engine)
     return Instance(settings=settings, engine=engine, sessions=make_session_factory(engine),
                     blobs=BlobStore(settings.blob_dir))

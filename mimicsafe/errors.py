@@ -33,3 +33,7 @@ class BlobCorrupted(BlobError):
 
 class RateLimited(MimicSafeError):
     pass
+
+
+class DatabaseUnavailable(MimicSafeError):
+    """The database could not be reached or could not finish a request (connection lost, locked, full)."""

@@ -24,6 +24,13 @@ class NamedFile:
     data: bytes
 
 
+def display_name(name: str, limit: int = 255) -> str:
+    """A file name as a label to store and show: at most `limit` characters, control characters (NUL,
+    newlines…) replaced by U+FFFD — PostgreSQL refuses NUL in text, and a log or a page should not
+    be steered by a name a browser sent."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in name[:limit])
+
+
 def fingerprint_or_refuse(file: NamedFile, settings: Settings) -> Fingerprint:
     """Fingerprint a file for a registry (portfolio, opt-out); bad files get a clear refusal."""
     try:

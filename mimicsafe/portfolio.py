@@ -15,7 +15,7 @@ from mimicsafe.accounts import get_user
 from mimicsafe.blobs import BlobStore
 from mimicsafe.db.models import PortfolioItem, User
 from mimicsafe.errors import PermissionDenied, ValidationFailed
-from mimicsafe.imaging import NamedFile, fingerprint_or_refuse
+from mimicsafe.imaging import NamedFile, display_name, fingerprint_or_refuse
 from mimicsafe.registry import PORTFOLIO_VERIFIED, Registry
 from mimicsafe.settings import Settings
 from ownership.fingerprint import Fingerprint
@@ -45,7 +45,7 @@ def add_items(*, session: Session, blobs: BlobStore, settings: Settings, usernam
             items.append(existing)
             continue
         blobs.put(file.data)
-        item = PortfolioItem(user_id=user.id, sha256=sha256, file_name=file.name[:255], evidence_url=evidence,
+        item = PortfolioItem(user_id=user.id, sha256=sha256, file_name=display_name(file.name), evidence_url=evidence,
                              status="pending", pdq=fingerprint.pdq, pdq_quality=fingerprint.pdq_quality,
                              fingerprint=fingerprint.to_bytes())
         session.add(item)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import threading
 
-from ownership.index import MatchIndex
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mimicsafe.audit import GENESIS_HASH
 from mimicsafe.db.models import AuditEntry, AuditHead, Generation, OptOutItem, PortfolioItem, User
 from mimicsafe.settings import Settings
 from ownership.fingerprint import Fingerprint
+from ownership.index import MatchIndex
 from ownership.policy import GENERATED_OWNER, OPTOUT_OWNER
 from ownership.types import Match
 
@@ -41,7 +42,7 @@ class Registry:
         self._settings = settings
         self._lock = threading.Lock()
         self._index: MatchIndex | None = None
-        self._seen_seq = -1
+        self._seen: tuple[int, str] = (0, GENESIS_HASH)  # the last audit entry applied: (seq, entry_hash)
 
     def _new_index(self) -> MatchIndex:
         s = self._settings
@@ -69,20 +70,33 @@ class Registry:
 
     # internals ------------------------------------------------------------------------------------
     def _refresh(self, session: Session) -> MatchIndex:
-        head = session.scalar(select(AuditHead.seq)) or 0
-        if self._index is None:
+        row = session.execute(select(AuditHead.seq, AuditHead.entry_hash)).one_or_none()
+        head: tuple[int, str] = (row[0], row[1]) if row is not None else (0, GENESIS_HASH)
+        if self._index is None or not self._seen_still_logged(session, head):
             self._index = self._new_index()
             self._load_all(session)
-        elif head != self._seen_seq:
+        elif head[0] > self._seen[0]:
             entries = session.scalars(
                 select(AuditEntry)
-                .where(AuditEntry.seq > self._seen_seq, AuditEntry.action.in_(REGISTRY_ACTIONS))
+                .where(AuditEntry.seq > self._seen[0], AuditEntry.seq <= head[0],
+                       AuditEntry.action.in_(REGISTRY_ACTIONS))
                 .order_by(AuditEntry.seq)
             )
             for entry in entries:
                 self._apply(session, entry)
-        self._seen_seq = head
+        self._seen = head
         return self._index
+
+    def _seen_still_logged(self, session: Session, head: tuple[int, str]) -> bool:
+        """Is the last entry we applied still in this session's log? Not when the transaction that wrote it
+        was rolled back after a search in that same transaction had applied it (its sequence numbers are
+        then gone, or reused by other entries): the index must be rebuilt from the tables."""
+        seen_seq, seen_hash = self._seen
+        if head[0] <= seen_seq:
+            return head == self._seen
+        if seen_seq == 0:
+            return True
+        return session.scalar(select(AuditEntry.entry_hash).where(AuditEntry.seq == seen_seq)) == seen_hash
 
     def _load_all(self, session: Session) -> None:
         assert self._index is not None

@@ -39,11 +39,12 @@ class Settings(BaseSettings):
         "development", description="`production` refuses development defaults such as the secret key."
     )
     home: Path = Field(Path("./mimicsafe-data"), description="Directory for the SQLite database, blobs, keys and models.")
-    database_url: str | None = Field(
-        None, description="SQLAlchemy URL. Default: SQLite file `mimicsafe.db` under home. PostgreSQL at scale."
+    database_url: str | None = Field(  # repr=False here and below: the URL may hold a password
+        None, repr=False,
+        description="SQLAlchemy URL. Default: SQLite file `mimicsafe.db` under home. PostgreSQL at scale.",
     )
     queue_url: str | None = Field(
-        None, description="Huey storage: `redis://…` at scale. Default: SQLite file `queue.db` under home."
+        None, repr=False, description="Huey storage: `redis://…` at scale. Default: SQLite file `queue.db` under home."
     )
     base_model: str | None = Field(
         None, description="Local diffusers folder or single-file checkpoint. Default: the built-in tiny demo model."

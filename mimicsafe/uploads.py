@@ -18,7 +18,7 @@ from mimicsafe.accounts import get_user
 from mimicsafe.blobs import BlobStore
 from mimicsafe.db.models import Upload, User
 from mimicsafe.errors import PermissionDenied
-from mimicsafe.imaging import NamedFile, decode_limits
+from mimicsafe.imaging import NamedFile, decode_limits, display_name
 from mimicsafe.keys import registered_keys
 from mimicsafe.registry import Registry
 from mimicsafe.settings import Settings
@@ -83,7 +83,7 @@ def _accepted_shas(session: Session, user_id: int) -> set[str]:
 def _evaluate(session: Session, registry: Registry, settings: Settings, user: User, file: NamedFile,
               signature: bytes | None, previous: set[str]) -> Evidence:
     return evaluate(
-        GateUpload(file_name=file.name, data=file.data, artist=user.username, signature=signature),
+        GateUpload(file_name=display_name(file.name), data=file.data, artist=user.username, signature=signature),
         index=registry.snapshot(session),
         artist_keys=registered_keys(session=session, user_id=user.id),
         limits=decode_limits(settings),
@@ -115,7 +115,8 @@ def upload_files(*, session: Session, blobs: BlobStore, registry: Registry, sett
             blobs.put(file.data)  # before the row: a crash in between leaves only a reusable blob
         codes = {r.code for r in verdict.reasons}
         review = "pending" if verdict.decision == "rejected" and not codes & NOT_REVIEWABLE else "none"
-        row = Upload(user_id=user.id, sha256=verdict.sha256, file_name=file.name[:255], size_bytes=len(file.data),
+        row = Upload(user_id=user.id, sha256=verdict.sha256, file_name=display_name(file.name),
+                     size_bytes=len(file.data),
                      decision=verdict.decision, verdict=verdict.to_json(), policy_version=POLICY_VERSION,
                      review_state=review)
         session.add(row)

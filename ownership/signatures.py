@@ -259,6 +259,8 @@ def _load_openssh_line(line: bytes) -> PublicKeyInfo:
         fields = line.decode("utf-8").split(None, 2)
     except UnicodeDecodeError:
         raise bad("the public key line is not UTF-8 text") from None
+    if not fields:  # bytes.strip() keeps characters that str.split() drops (\x1c-\x1f, \x85, U+3000…)
+        raise bad("the public key line holds only whitespace or control characters")
     key_type = fields[0]
     if key_type != ED25519:
         if key_type in ("ssh-rsa", "ssh-dss") or key_type.startswith(("ecdsa-", "sk-", "ssh-")):

@@ -197,7 +197,8 @@ def test_review_queue_decisions(instance: Instance, world) -> None:
         assert item.upload.review_state == "overridden"
         eligible = {u.id for u in uploads.eligible_uploads(session=s, user_id=item.upload.user_id)}
         assert unproven.upload_id in eligible and stolen.upload_id not in eligible
-        actions = [e.action for e in s.scalars(select(AuditEntry).where(AuditEntry.action.like("review.%")).order_by(AuditEntry.seq))]
+        actions = [e.action for e in s.scalars(select(AuditEntry).where(AuditEntry.action.like("review.%"))
+                                               .order_by(AuditEntry.seq))]
         assert actions == ["review.uphold", "review.approve"]
 
 

@@ -1,4 +1,11 @@
-"""Engine and session helpers. SQLite gets WAL, foreign keys and serialised write transactions."""
+"""Engine and session helpers. SQLite gets WAL, foreign keys and serialised write transactions;
+PostgreSQL goes through psycopg 3 with connections checked before use.
+
+Database faults (a lost connection, a server that is down, a lock held too long, a full disk) leave
+these helpers as one domain error, `DatabaseUnavailable`, whose message says what happened without
+the SQL, its parameters or the connection URL — so the CLI prints it and the app shows it, instead of
+a traceback that could carry secrets. A value the database refuses becomes `ValidationFailed`.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +14,37 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mimicsafe.errors import DatabaseUnavailable, ValidationFailed
 
-def make_engine(url: str) -> Engine:
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def make_engine(url: str, *, sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> Engine:
+    """An engine for a SQLite file or a server. `postgresql://` URLs use psycopg 3 (the installed driver).
+
+    SQL parameters (password hashes, tokens) are kept out of error messages and SQL logs alike.
+    """
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        _configure_sqlite(engine)
+        engine = create_engine(url, hide_parameters=True,
+                               connect_args={"timeout": sqlite_busy_timeout_s, "check_same_thread": False})
+        _configure_sqlite(engine, sqlite_busy_timeout_s)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    # pre_ping: a connection the server dropped (restart, failover, idle timeout) is replaced on checkout
+    # instead of failing the next request.
+    return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     # pysqlite's own transaction handling defers BEGIN; we take it over (SQLAlchemy's documented recipe)
     # and begin every transaction IMMEDIATE so that a read-then-write can never fail half-way with
     # SQLITE_BUSY. Writes are serialised; they are short.
@@ -31,7 +54,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
@@ -47,5 +70,39 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: committed when the block ends, rolled back on any exception."""
-    with factory() as session, session.begin():
+    with database_errors(), factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn a database fault into `DatabaseUnavailable`, a value the database refuses (PostgreSQL: NUL in
+    text, a number out of range) into `ValidationFailed`; other errors (constraint violations…) pass."""
+    try:
+        yield
+    except DataError as exc:
+        raise ValidationFailed(f"the database refused a value: {_driver_message(exc)}") from exc
+    except DBAPIError as exc:
+        if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+            raise
+        raise DatabaseUnavailable(describe_fault(exc)) from exc
+
+
+def _driver_message(exc: DBAPIError) -> str:
+    lines = str(exc.orig).strip().splitlines() if exc.orig is not None else []
+    return (lines[0] if lines else type(exc.orig).__name__)[:200]
+
+
+def describe_fault(exc: DBAPIError) -> str:
+    """What went wrong, in one line: the driver's own first line, never the SQL or its parameters."""
+    detail = _driver_message(exc)
+    lowered = detail.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return (f"the database is busy ({detail}): another process has held its write lock too long; "
+                "nothing was saved, try again")
+    check = "If this persists, check that the database server is running and MIMICSAFE_DATABASE_URL points at it"
+    if exc.connection_invalidated or "server closed" in lowered or "terminat" in lowered:
+        return f"lost the connection to the database ({detail}); try again. {check}"
+    if "connect" in lowered or "resolve" in lowered or "translate host" in lowered:
+        return f"cannot connect to the database ({detail}). {check}"
+    return f"the database could not complete the request ({detail}); try again"
