@@ -17,6 +17,7 @@ from huey import Huey, RedisHuey, SqliteHuey
 from huey.api import TaskWrapper
 
 from mimicsafe.context import Instance
+from mimicsafe.training.tasks import register_training_tasks
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def build_queue(instance: Instance) -> Queue:
             session.connection()
         return {"token": token, "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
-    return Queue(huey=huey, tasks={"ping": ping})
+    return Queue(huey=huey, tasks={"ping": ping, **register_training_tasks(huey, instance)})
 
 
 def run_worker(queue: Queue, *, workers: int = 1) -> None:

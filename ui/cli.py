@@ -8,7 +8,11 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from mimicsafe import accounts, cli_gate  # noqa: F401  (registers the gate's commands)
+from mimicsafe import (  # noqa: F401  (registers the commands of the gate and of training)
+    accounts,
+    cli_gate,
+    cli_train,
+)
 from mimicsafe.cli import app, run, state_of
 
 

@@ -164,6 +164,11 @@ class TrainingJob(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Added by migration 0002: who runs it, whether they are alive, what it can resume from, its samples.
+    worker: Mapped[str | None] = mapped_column(String(128))  # "host:pid" of the worker running it
+    heartbeat_at: Mapped[datetime | None]
+    checkpoint_step: Mapped[int | None]
+    samples: Mapped[list[Any] | None] = mapped_column(JSON)  # [{"step", "prompt", "seed", "sha256"}]
 
 
 class LoraModel(Base):

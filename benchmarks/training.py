@@ -1,0 +1,216 @@
+"""Our LoRA trainer against diffusers' `train_text_to_image_lora.py` loop (issue 4 §5).
+
+    python -m benchmarks.training                      # tiny model at 64 px (about a minute)
+    python -m benchmarks.training --scenarios tiny,sd15 # and an SD1.5-shaped model at 256 px (needs ~10 GB
+                                                        # of memory; several minutes on a 2-core CPU)
+
+Same model, images, resolution, batch, rank, optimizer (AdamW, lr 1e-4, constant schedule), seed and
+number of steps. The reference is a faithful copy of the example script's loop: the VAE encodes and the
+text encoder encodes every step, LoRA on to_q/to_k/to_v/to_out.0 with alpha = rank and gaussian init,
+`F.mse_loss` on epsilon, `clip_grad_norm_(1.0)`. Ours runs as configured for a style LoRA (kohya-wide
+targets, cached latents and text embeddings), with min-SNR, noise offset, caption dropout and tag
+shuffling switched off so that the losses mean the same thing.
+
+Each trainer runs in its own process: peak memory is that process's peak RSS (CPU) or
+`torch.cuda.max_memory_allocated` (GPU). Steps/s is measured from the end of the first step to the end
+of the last (the first step pays one-time costs in both). Our cache building is reported separately.
+The SD1.5-shaped model has random weights (`build_random_sd15_pipeline`), so its losses only show that
+both loops compute the same objective.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCENARIOS = {"tiny": {"resolution": 64, "rank": 4}, "sd15": {"resolution": 256, "rank": 16}}
+IMAGES = 4
+SEED = 0
+LEARNING_RATE = 1e-4
+
+
+def _images(resolution: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(SEED)
+    out = []
+    for _ in range(IMAGES):
+        cells = rng.integers(0, 255, (8, 8, 3))
+        image = np.kron(cells, np.ones((resolution // 8, resolution // 8, 1)))
+        out.append(np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8))
+    return out
+
+
+def _pipe(scenario: str) -> Any:
+    if scenario == "tiny":
+        from mimicsafe.models.tiny import build_tiny_pipeline
+
+        return build_tiny_pipeline(seed=SEED)
+    from mimicsafe.models.loading import build_random_sd15_pipeline
+
+    return build_random_sd15_pipeline(seed=SEED)
+
+
+def _peak_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# Ours -------------------------------------------------------------------------------------------------
+def run_ours(scenario: str, steps: int) -> dict[str, Any]:
+    from mimicsafe.training.base import BaseModel
+    from mimicsafe.training.config import load_preset
+    from mimicsafe.training.manifest import TrainingItem
+    from mimicsafe.training.trainer import Hooks, LoraTrainer
+
+    spec = SCENARIOS[scenario]
+    config = load_preset("tiny", resolution=spec["resolution"], bucket_step=spec["resolution"] // 4, rank=spec["rank"],
+                         alpha=float(spec["rank"]), batch_size=1, max_train_steps=steps, learning_rate=LEARNING_RATE,
+                         lr_scheduler="constant", lr_warmup_steps=0, min_snr_gamma=None, noise_offset=0.0,
+                         caption_dropout_rate=0.0, shuffle_tags=False, sample_every_steps=0,
+                         checkpoint_every_steps=steps, gradient_checkpointing=False, seed=SEED)
+    items = [TrainingItem(i, hashlib.sha256(rgb.tobytes()).hexdigest(), f"{i}.png", "a painting", rgb)
+             for i, rgb in enumerate(_images(spec["resolution"]))]
+    family = "tiny" if scenario == "tiny" else "sd15"
+    base = BaseModel(family, _pipe(scenario), f"bench-{scenario}")
+    ticks: list[float] = []
+    with tempfile.TemporaryDirectory() as work:
+        hooks = Hooks(on_step=lambda r: ticks.append(time.perf_counter()))
+        trainer = LoraTrainer(config=config, base=base, items=items, artist="bench", work_dir=Path(work),
+                              cache_dir=Path(work) / "cache", hooks=hooks)
+        start = time.perf_counter()
+        result = trainer.run()
+    setup = (ticks[0] - start) if ticks else 0.0
+    return {"steps_per_s": (len(ticks) - 1) / (ticks[-1] - ticks[0]), "peak_mb": _peak_mb(),
+            "final_loss": float(np.mean(result.losses[-5:])), "setup_s": setup}
+
+
+# The reference: diffusers' examples/text_to_image/train_text_to_image_lora.py, its loop --------------------
+def run_reference(scenario: str, steps: int) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+    from peft import LoraConfig
+    from PIL import Image
+
+    spec = SCENARIOS[scenario]
+    resolution, rank = spec["resolution"], spec["rank"]
+    torch.manual_seed(SEED)
+    accelerator = Accelerator(mixed_precision="no")
+    pipe = _pipe(scenario)
+    tokenizer, text_encoder, vae, unet = pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.unet
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    unet.requires_grad_(False)
+    vae.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    unet_lora_config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                  target_modules=["to_k", "to_q", "to_v", "to_out.0"])
+    unet.add_adapter(unet_lora_config)
+    lora_layers = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(lora_layers, lr=LEARNING_RATE, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-08)
+
+    # The script's transforms (torchvision): Resize(bilinear), CenterCrop, ToTensor, Normalize([0.5], [0.5]).
+    def transform(rgb: np.ndarray) -> torch.Tensor:
+        image = Image.fromarray(rgb)
+        scale = resolution / min(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+        left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
+        image = image.crop((left, top, left + resolution, top + resolution))
+        return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1) * 2.0 - 1.0
+
+    images = _images(resolution)
+    input_ids = tokenizer(["a painting"] * len(images), max_length=tokenizer.model_max_length, padding="max_length",
+                          truncation=True, return_tensors="pt").input_ids
+
+    class Dataset(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(images)
+
+        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+            return {"pixel_values": transform(images[i]), "input_ids": input_ids[i]}
+
+    dataloader = torch.utils.data.DataLoader(Dataset(), shuffle=True, batch_size=1, num_workers=0)
+    lr_scheduler = get_scheduler("constant", optimizer=optimizer, num_warmup_steps=0, num_training_steps=steps)
+    unet, optimizer, dataloader, lr_scheduler = accelerator.prepare(unet, optimizer, dataloader, lr_scheduler)
+    unet.train()
+    losses, ticks, step = [], [], 0
+    while step < steps:
+        for batch in dataloader:
+            latents = vae.encode(batch["pixel_values"]).latent_dist.sample() * vae.config.scaling_factor
+            noise = torch.randn_like(latents)
+            bsz = latents.shape[0]
+            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,), device=latents.device)
+            noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
+            encoder_hidden_states = text_encoder(batch["input_ids"], return_dict=False)[0]
+            target = noise
+            model_pred = unet(noisy_latents, timesteps, encoder_hidden_states, return_dict=False)[0]
+            loss = F.mse_loss(model_pred.float(), target.float(), reduction="mean")
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(lora_layers, 1.0)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+            ticks.append(time.perf_counter())
+            step += 1
+            if step >= steps:
+                break
+    return {"steps_per_s": (len(ticks) - 1) / (ticks[-1] - ticks[0]), "peak_mb": _peak_mb(),
+            "final_loss": float(np.mean(losses[-5:])), "setup_s": 0.0}
+
+
+# Driver ---------------------------------------------------------------------------------------------------
+def _child(trainer: str, scenario: str, steps: int) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.training", "--child", trainer, scenario, str(steps)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                          check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{trainer}/{scenario} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n")[0])
+    parser.add_argument("--scenarios", default="tiny", help="comma-separated: tiny, sd15")
+    parser.add_argument("--tiny-steps", type=int, default=30)
+    parser.add_argument("--sd15-steps", type=int, default=3)
+    parser.add_argument("--child", nargs=3, metavar=("TRAINER", "SCENARIO", "STEPS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv if argv is not None else [])
+    if args.child:
+        trainer, scenario, steps = args.child
+        run = run_ours if trainer == "ours" else run_reference
+        print(json.dumps(run(scenario, int(steps))), flush=True)
+        return 0
+    print(f"{'scenario':<22}{'trainer':<11}{'steps/s':>9}{'peak MB':>10}{'final loss':>12}{'cache s':>9}")
+    for scenario in args.scenarios.split(","):
+        steps = args.tiny_steps if scenario == "tiny" else args.sd15_steps
+        label = f"{scenario} {SCENARIOS[scenario]['resolution']}px {steps} steps"
+        results = {name: _child(name, scenario, steps) for name in ("reference", "ours")}
+        for name, r in results.items():
+            print(f"{label:<22}{name:<11}{r['steps_per_s']:>9.3f}{r['peak_mb']:>10.0f}{r['final_loss']:>12.4f}"
+                  f"{r['setup_s']:>9.2f}", flush=True)
+        ours, ref = results["ours"], results["reference"]
+        print(f"{label:<22}{'ratio':<11}{ours['steps_per_s'] / ref['steps_per_s']:>8.2f}x"
+              f"{ours['peak_mb'] / ref['peak_mb']:>9.2f}x{ours['final_loss'] / ref['final_loss']:>11.2f}x"
+              "   (targets: >= 2x speed, <= 1x memory, loss within 10%)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
