@@ -8,10 +8,11 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from mimicsafe import (  # noqa: F401  (registers the commands of the gate and of training)
+from mimicsafe import (  # noqa: F401  (importing a cli_* module registers its commands)
     accounts,
-    cli_gate,
-    cli_train,
+    cli_gate,  # keys, sign, portfolio, optout, check, upload, review
+    cli_provenance,  # generate, watermark, verify
+    cli_train,  # train, jobs, lora
 )
 from mimicsafe.cli import app, run, state_of
 
@@ -19,7 +20,8 @@ from mimicsafe.cli import app, run, state_of
 @app.command("serve")
 def serve(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option("--host", help="Listen address (default from settings: 127.0.0.1).")] = None,
+    host: Annotated[str | None,
+                    typer.Option("--host", help="Listen address (default from settings: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (default from settings: 7860).")] = None,
     embedded_worker: Annotated[bool, typer.Option("--embedded-worker/--no-embedded-worker",
                                                   help="Run a job worker inside this process.")] = True,
