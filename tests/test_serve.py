@@ -1,4 +1,4 @@
-"""`mimicsafe serve` starts, migrates, creates the first admin and answers HTTP 200."""
+"""`mimicsafe serve` starts, migrates, creates the first admin, answers HTTP 200, and lets that admin in."""
 
 from __future__ import annotations
 
@@ -42,13 +42,16 @@ def served(tmp_path: Path, free_port: int):
             proc.kill()
 
 
-def test_serve_answers_and_reports_the_database(served) -> None:
+def test_serve_answers_and_lets_the_first_admin_in(served) -> None:
     proc, home, url = served
-    assert _wait_for_http(url + "/", proc) == 200
+    assert _wait_for_http(url + "/", proc) == 200  # the login page, after a redirect
     password_file = home / "initial-admin-password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
 
     from gradio_client import Client
 
-    status = Client(url, verbose=False).predict(api_name="/status")
+    assert Client(url + "/public/", verbose=False).predict(api_name="/status") == "Database: **up**"
+    admin = Client(url + "/", auth=("admin", password_file.read_text().strip()), verbose=False)
+    header, status, *_ = admin.predict(api_name="/page_load")
+    assert "signed in as **admin** (admin)" in header
     assert "Database: **up**" in status and "accounts: **1**" in status

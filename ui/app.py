@@ -1,6 +1,13 @@
-"""The Gradio app: layout and thin callbacks only. Every rule lives in mimicsafe/ and ownership/."""
+"""The Gradio app: layout and thin callbacks only. Every rule lives in mimicsafe/ and ownership/.
+
+Two pages: the logged-in app (artist or admin tabs, by role) and the public page anyone may open.
+`build_app` puts them behind one web server with the login routes (see ui/server.py, docs/ui.md).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import gradio as gr
 from sqlalchemy import func, select
@@ -8,24 +15,27 @@ from sqlalchemy import func, select
 from mimicsafe.context import Instance
 from mimicsafe.db import migrate
 from mimicsafe.db.models import User
-
-DEMO_BANNER = (
-    "**Demo model:** images are placeholders — set `MIMICSAFE_BASE_MODEL` to a local Stable Diffusion "
-    "1.5 or SDXL checkpoint."
+from ui.guard import caller
+from ui.public import DELETE_CACHE, DEMO_BANNER, build_public
+from ui.server import LOGOUT_PATH, WebApp
+from ui.tabs import (
+    Panel,
+    admin_audit,
+    admin_optout,
+    admin_portfolio,
+    admin_review,
+    admin_users,
+    consent,
+    generate,
+    keys,
+    portfolio,
+    training,
+    uploads,
 )
-
-ABOUT = """
-# MimicSafe
-
-Train a personal style model **only on your own art**, then generate watermarked reference sheets in
-your style. Every upload passes an ownership check against verified portfolios and signed uploads;
-anything it rejects goes to an admin for review. Every generated image carries an invisible
-watermark, a fingerprint and Content Credentials.
-"""
 
 
 def status_markdown(instance: Instance) -> str:
-    """What the front page says about the instance: database reachable, schema revision, accounts."""
+    """What the admin page says about the instance: database reachable, schema revision, accounts."""
     with instance.transaction() as session:
         users = session.scalar(select(func.count()).select_from(User)) or 0
     revision = migrate.current_revision(instance.engine)
@@ -33,11 +43,52 @@ def status_markdown(instance: Instance) -> str:
     return f"Database: **up** ({backend}, schema revision `{revision}`) · accounts: **{users}**"
 
 
-def build_app(instance: Instance) -> gr.Blocks:
-    with gr.Blocks(title="MimicSafe") as blocks:
-        gr.Markdown(ABOUT)
+def build_main(instance: Instance) -> gr.Blocks:
+    """The logged-in app. The page shows the caller's tabs; every callback checks the role again."""
+    with gr.Blocks(title="MimicSafe", delete_cache=DELETE_CACHE) as blocks:
+        header = gr.Markdown(elem_id="header")
         if instance.settings.uses_demo_model:
             gr.Markdown(DEMO_BANNER, elem_id="demo-banner")
-        status = gr.Markdown(elem_id="status")
-        blocks.load(lambda: status_markdown(instance), outputs=status, api_name="status")
+        with gr.Column(visible=False, elem_id="artist-area") as artist_area, gr.Tabs():
+            artist_panels = [keys.build(instance), portfolio.build(instance), uploads.build(instance),
+                             training.build(instance), generate.build(instance), consent.build(instance)]
+        with gr.Column(visible=False, elem_id="admin-area") as admin_area:
+            status = gr.Markdown(elem_id="status")
+            with gr.Tabs():
+                admin_panels = [admin_portfolio.build(instance), admin_review.build(instance),
+                                admin_optout.build(instance), admin_users.build(instance), admin_audit.build(instance)]
+
+        def load_page(request: gr.Request) -> list[Any]:
+            who = caller(instance, request)
+            if who is None:
+                raise gr.Error("Please log in again.", print_exception=False)
+            is_artist, is_admin = who.role == "artist", who.role == "admin"
+            values: list[Any] = [
+                f"### MimicSafe · signed in as **{who.username}** ({who.role}) · [Log out]({LOGOUT_PATH})",
+                gr.update(visible=is_artist), gr.update(visible=is_admin),
+                status_markdown(instance) if is_admin else gr.skip(),
+            ]
+            values += _fill(artist_panels, who) if is_artist else _skip(artist_panels)
+            values += _fill(admin_panels, who) if is_admin else _skip(admin_panels)
+            return values
+
+        outputs = [header, artist_area, admin_area, status, *_outputs(artist_panels), *_outputs(admin_panels)]
+        blocks.load(load_page, None, outputs, api_name="page_load")
     return blocks
+
+
+def build_app(instance: Instance) -> WebApp:
+    """What `mimicsafe serve` runs: both pages and the login routes on one server."""
+    return WebApp(instance, main=build_main(instance), public=build_public(instance))
+
+
+def _outputs(panels: Sequence[Panel]) -> list[gr.components.Component]:
+    return [component for panel in panels for component in panel.outputs]
+
+
+def _fill(panels: Sequence[Panel], who: Any) -> list[Any]:
+    return [value for panel in panels for value in panel.fill(who)]
+
+
+def _skip(panels: Sequence[Panel]) -> list[Any]:
+    return [gr.skip() for _ in _outputs(panels)]

@@ -1,0 +1,54 @@
+"""Plain words for the gate's verdicts and the review states, as an artist reads them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ownership import reasons
+
+FOR_ARTIST = {
+    reasons.PORTFOLIO_MATCH: "it matches one of your verified portfolio works",
+    reasons.VALID_SIGNATURE: "it carries a valid signature made with your registered key",
+    reasons.UNDECODABLE: "the file is damaged or cut short and cannot be opened",
+    reasons.TOO_LARGE: "the file is bigger than the upload limit",
+    reasons.UNSUPPORTED_FORMAT: "only PNG, JPEG and WebP images are accepted",
+    reasons.NO_PROOF: "nothing proves it is yours — sign it with your registered key, or have it verified "
+                      "in your portfolio",
+    reasons.BAD_SIGNATURE: "the signature does not fit this file or your registered keys",
+    reasons.KEY_REVOKED: "it was signed with a key that has been revoked",
+    reasons.MATCHES_OTHER_ARTIST: "it matches a protected work",
+    reasons.MATCHES_OPTOUT: "it matches a work whose author asked that it never be used for training",
+    reasons.METADATA_PROHIBITS_TRAINING: "the file's own metadata says it must not be used for AI training",
+    reasons.AI_GENERATED: "it is an AI-generated image",
+    reasons.DUPLICATE: "you already uploaded this exact file",
+    reasons.LOW_DETAIL: "it has too little detail to check reliably",
+}
+
+# Details the gate wrote that could describe someone else's work are not repeated to the artist.
+_DETAIL_HIDDEN = {reasons.MATCHES_OTHER_ARTIST, reasons.MATCHES_OPTOUT}
+
+
+def reason_line(reason: dict) -> str:
+    """One reason as a sentence for the artist, with the gate's detail where it is safe to show."""
+    code = reason.get("code", "")
+    text = FOR_ARTIST.get(code, code.replace("_", " "))
+    detail = reason.get("detail", "")
+    if detail and code not in _DETAIL_HIDDEN:
+        return f"{text} — _{_escape(detail)}_"
+    return text
+
+
+def review_line(decision: str, review_state: str, decided_at: datetime | None = None) -> str:
+    """What happens next (or happened) to an upload, in words."""
+    when = f" on {decided_at:%Y-%m-%d}" if decided_at is not None else ""
+    if decision == "accepted":
+        return "ready for training"
+    return {
+        "pending": "sent to an admin for review",
+        "upheld": f"an admin reviewed it and kept the rejection{when}",
+        "overridden": f"an admin reviewed it and accepted it for training{when}",
+    }.get(review_state, "nothing for an admin to review — fix the file and upload it again")
+
+
+def _escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "\\`*_{}[]<>#|" else ch for ch in text)
