@@ -37,7 +37,8 @@ def hash_password(password: str) -> str:
 def check_username(username: str) -> str:
     if not _USERNAME.match(username):
         raise ValidationFailed(
-            f"username {username!r}: use 2-32 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+            f"username {username!r}: use 2-32 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
         )
     if username in RESERVED_USERNAMES:
         raise ValidationFailed(f"username {username!r} is reserved; choose another")

@@ -76,7 +76,8 @@ def state_of(ctx: typer.Context) -> CliState:
 @app.callback()
 def _global(
     ctx: typer.Context,
-    home: Annotated[Path | None, typer.Option("--home", help="Data directory (default: $MIMICSAFE_HOME, else ./mimicsafe-data).")] = None,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="Data directory (default: $MIMICSAFE_HOME, else ./mimicsafe-data).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Global options go before the command: `mimicsafe --home DIR COMMAND …`."""
@@ -95,7 +96,8 @@ def db_upgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument(help=
 
 
 @db_app.command("downgrade")
-def db_downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument(help="Target revision, e.g. base.")]) -> None:
+def db_downgrade(ctx: typer.Context,
+                 revision: Annotated[str, typer.Argument(help="Target revision, e.g. base.")]) -> None:
     """Revert migrations down to REVISION (`base` empties the schema)."""
     state = state_of(ctx)
     instance = state.instance(upgrade=False)
@@ -116,7 +118,8 @@ def user_create(
     ctx: typer.Context,
     username: str,
     role: Annotated[str, typer.Option("--role", help="artist or admin.")] = "artist",
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from standard input.")] = False,
 ) -> None:
     """Create an account."""
     state = state_of(ctx)

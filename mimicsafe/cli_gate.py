@@ -35,7 +35,8 @@ def _read(paths: list[Path]) -> list[NamedFile]:
 
 # keys ------------------------------------------------------------------------------------------------
 @keys_app.command("generate")
-def keys_generate(ctx: typer.Context, out: Annotated[Path, typer.Option("--out", help="Directory for the key pair.")]) -> None:
+def keys_generate(ctx: typer.Context,
+                  out: Annotated[Path, typer.Option("--out", help="Directory for the key pair.")]) -> None:
     """Make an Ed25519 key pair: OUT/mimicsafe_ed25519 (0600) and OUT/mimicsafe_ed25519.pub."""
     state = state_of(ctx)
     try:
@@ -54,7 +55,8 @@ def keys_register(ctx: typer.Context, username: str,
     with state.instance().transaction() as session:
         key = keys_service.register_key(session=session, username=username,
                                         public_key_text=public_key_file.read_bytes(), actor="cli")
-        emit(state, {"username": username, "fingerprint": key.fingerprint}, f"registered {key.fingerprint} for {username}")
+        emit(state, {"username": username, "fingerprint": key.fingerprint},
+             f"registered {key.fingerprint} for {username}")
 
 
 @keys_app.command("revoke")
@@ -100,7 +102,8 @@ def sign(
 # portfolio -------------------------------------------------------------------------------------------
 @portfolio_app.command("add")
 def portfolio_add(ctx: typer.Context, username: str, files: Files,
-                  evidence: Annotated[str | None, typer.Option("--evidence", help="Where the works were first published.")] = None) -> None:
+                  evidence: Annotated[str | None, typer.Option(
+                      "--evidence", help="Where the works were first published.")] = None) -> None:
     """Submit works to USERNAME's portfolio; they protect nothing until an admin verifies them."""
     state = state_of(ctx)
     instance = state.instance()
@@ -115,17 +118,18 @@ def portfolio_add(ctx: typer.Context, username: str, files: Files,
 def portfolio_verify(ctx: typer.Context, username: str,
                      admin: Annotated[str, typer.Option("--admin", help="The admin approving.")],
                      note: Annotated[str, typer.Option("--note", help="Why (e.g. what evidence was checked).")] = "",
-                     item: Annotated[list[int] | None, typer.Option("--item", help="Only these item ids.")] = None) -> None:
+                     item: Annotated[list[int] | None,
+                                     typer.Option("--item", help="Only these item ids.")] = None) -> None:
     """Verify USERNAME's pending works: from now on they are protected for everyone."""
     state = state_of(ctx)
     instance = state.instance()
     with instance.transaction() as session:
         verified, refused = portfolio_service.verify_items(session=session, registry=instance.registry,
                                                            username=username, admin=admin, note=note, item_ids=item)
-        payload = {"verified": [i.id for i in verified],
-                   "refused": [{"id": i.id, "reason": why} for i, why in refused]}
+        refused_rows = [{"id": i.id, "reason": why} for i, why in refused]
+        payload = {"verified": [i.id for i in verified], "refused": refused_rows}
     lines = [f"verified {len(verified)} work(s) of {username}"] + [f"NOT verified #{i['id']}: {i['reason']}"
-                                                                  for i in payload["refused"]]
+                                                                  for i in refused_rows]
     emit(state, payload, "\n".join(lines))
     if refused:
         raise typer.Exit(EXIT_REFUSED)
@@ -222,7 +226,8 @@ def _item_json(item: review_service.ReviewItem) -> dict:
 
 @review_app.command("list")
 def review_list(ctx: typer.Context, admin: Annotated[str, typer.Option("--admin")],
-                state_filter: Annotated[str, typer.Option("--state", help="pending, upheld, overridden or all.")] = "pending") -> None:
+                state_filter: Annotated[str, typer.Option(
+                    "--state", help="pending, upheld, overridden or all.")] = "pending") -> None:
     """List the review queue."""
     state = state_of(ctx)
     if state_filter not in ("pending", "upheld", "overridden", "all"):
@@ -244,7 +249,8 @@ def review_show(ctx: typer.Context, upload_id: int, admin: Annotated[str, typer.
         row = _item_json(review_service.show_item(session=session, admin=admin, upload_id=upload_id))
     lines = [f"upload #{row['upload_id']} by {row['artist']}: {row['file']} ({row['sha256']}) [{row['state']}]"]
     lines += [f"  reason {r['code']}: {r['detail']}" for r in row["verdict"]["reasons"]]
-    lines += [f"  match {m['owner']} {m['method']} score {m['score']} item {m['item_sha256']}" for m in row["verdict"]["matches"]]
+    lines += [f"  match {m['owner']} {m['method']} score {m['score']} item {m['item_sha256']}"
+              for m in row["verdict"]["matches"]]
     lines += [f"  decision {d['action']} at {d['at']}: {d['note']}" for d in row["decisions"]]
     emit(state, row, "\n".join(lines))
 
@@ -261,7 +267,8 @@ def _decide(ctx: typer.Context, upload_id: int, admin: str, note: str, action: s
 @review_app.command("approve")
 def review_approve(ctx: typer.Context, upload_id: int, admin: Annotated[str, typer.Option("--admin")],
                    note: Annotated[str, typer.Option("--note", help="Why the rejection is overridden (required).")],
-                   override_match: Annotated[bool, typer.Option("--override-match", help="Confirm overriding a match with protected work.")] = False) -> None:
+                   override_match: Annotated[bool, typer.Option(
+                       "--override-match", help="Confirm overriding a match with protected work.")] = False) -> None:
     """Override a rejection: the upload becomes training-eligible."""
     _decide(ctx, upload_id, admin, note, "approve", override_match)
 

@@ -114,9 +114,10 @@ def lora_list(ctx: typer.Context, username: str) -> None:
     """List USERNAME's trained LoRA models."""
     state = state_of(ctx)
     with state.instance().transaction() as session:
-        rows = [{"model_id": m.id, "name": m.name, "job_id": m.job_id, "blob_sha256": m.blob_sha256,
-                 "created_at": m.created_at.isoformat()}
-                for m in service.list_models(session=session, username=username, actor=username)]
+        rows: list[dict[str, Any]] = [
+            {"model_id": m.id, "name": m.name, "job_id": m.job_id, "blob_sha256": m.blob_sha256,
+             "created_at": m.created_at.isoformat()}
+            for m in service.list_models(session=session, username=username, actor=username)]
     emit(state, {"models": rows}, "\n".join(f"{r['model_id']:>5}  {r['name']}  {r['blob_sha256'][:12]}" for r in rows)
          or "no models")
 

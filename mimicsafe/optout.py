@@ -17,7 +17,8 @@ from mimicsafe.settings import Settings
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def add_files(*, session: Session, settings: Settings, files: list[NamedFile], source: str, actor: str) -> list[OptOutItem]:
+def add_files(*, session: Session, settings: Settings, files: list[NamedFile], source: str,
+              actor: str) -> list[OptOutItem]:
     """Register whole works: exact bytes and fingerprints (so altered copies are caught too).
 
     The images themselves are not kept: the registry needs only their fingerprints.

@@ -99,7 +99,8 @@ def deny_items(*, session: Session, username: str, admin: str, note: str, item_i
     denied = []
     for item in pending_items(session=session, username=username):
         if item.id in item_ids:
-            item.status, item.decided_at, item.decided_by_id, item.note = "denied", datetime.now(UTC), admin_user.id, note
+            item.status, item.decided_at = "denied", datetime.now(UTC)
+            item.decided_by_id, item.note = admin_user.id, note
             audit.append(session, actor=admin, action="portfolio.deny", subject=username,
                          details={"item_id": item.id, "sha256": item.sha256, "note": note})
             denied.append(item)

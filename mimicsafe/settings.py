@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = Field(
         "development", description="`production` refuses development defaults such as the secret key."
     )
-    home: Path = Field(Path("./mimicsafe-data"), description="Directory for the SQLite database, blobs, keys and models.")
+    home: Path = Field(Path("./mimicsafe-data"),
+                       description="Directory for the SQLite database, blobs, keys and models.")
     database_url: str | None = Field(  # repr=False here and below: the URL may hold a password
         None, repr=False,
         description="SQLAlchemy URL. Default: SQLite file `mimicsafe.db` under home. PostgreSQL at scale.",
@@ -62,7 +63,8 @@ class Settings(BaseSettings):
         SecretStr(_DEV_SECRET), description="Signs session cookies. Must be set in production."
     )
     admin_password: SecretStr | None = Field(
-        None, description="Password for the first admin. If unset, a random one is written to home/initial-admin-password."
+        None,
+        description="Password for the first admin. If unset, a random one is written to home/initial-admin-password.",
     )
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest upload in bytes.")
     max_upload_pixels: int = Field(40_000_000, gt=0, description="Largest upload in pixels, checked before decoding.")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ownership import reasons
 from ownership.decode import decode_image
@@ -134,7 +134,7 @@ def evaluate(
         rejections.append(Reason(reasons.NO_PROOF,
                                  "it matches none of your verified works and carries no signature of yours; "
                                  "sign it with your registered key or have the work verified in your portfolio"))
-    decision = "rejected" if rejections else "accepted"
+    decision: Literal["accepted", "rejected"] = "rejected" if rejections else "accepted"
     verdict = Verdict(upload.file_name, sha256, decision, rejections + proofs, matches)
     return Evidence(verdict, fingerprint, signals, signature, image.notes)
 

@@ -36,7 +36,8 @@ def _run(home: Path, *args: str, input: str | None = None) -> Ran:
 def test_gate_from_the_command_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
     for name, role in [("alice", "artist"), ("bob", "artist"), ("root", "admin")]:
-        assert _run(home, "user", "create", name, "--role", role, "--password-stdin", input="a long password\n").exit_code == 0
+        result = _run(home, "user", "create", name, "--role", role, "--password-stdin", input="a long password\n")
+        assert result.exit_code == 0
 
     bob_work = tmp_path / "bob.png"
     bob_work.write_bytes(png_bytes(artwork(2, 0)))

@@ -127,7 +127,8 @@ def test_optout_hash_list_import(instance: Instance, world) -> None:
 
 def test_metadata_prohibits_training_and_ai_declared(instance: Instance, world) -> None:
     data = png_bytes(artwork(1, 60), xmp=DMI_PROHIBITED)
-    assert "metadata_prohibits_training" in _codes(_upload(instance, "alice", "p.png", data, _signed(world, "p.png", data)))
+    codes = _codes(_upload(instance, "alice", "p.png", data, _signed(world, "p.png", data)))
+    assert "metadata_prohibits_training" in codes
     data = png_bytes(artwork(1, 61), xmp=AI_SOURCE)
     assert "ai_generated" in _codes(_upload(instance, "alice", "g.png", data, _signed(world, "g.png", data)))
 
@@ -207,7 +208,8 @@ def test_verify_refuses_a_work_already_protected_for_someone_else(instance: Inst
         portfolio.add_items(session=s, blobs=instance.blobs, settings=instance.settings, username="alice",
                             files=[NamedFile("bobs.png", jpeg_bytes(world["bob"][0], 90))], evidence_url=None,
                             actor="alice")
-        verified, refused = portfolio.verify_items(session=s, registry=instance.registry, username="alice", admin="root")
+        verified, refused = portfolio.verify_items(session=s, registry=instance.registry, username="alice",
+                                                   admin="root")
         assert verified == [] and len(refused) == 1 and "bob" in refused[0][1]
 
 

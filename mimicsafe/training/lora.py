@@ -80,7 +80,9 @@ def add_lora(model: nn.Module, *, prefix: str, linear: Iterable[str], rank: int,
     linear, conv = list(linear), list(conv) if conv_rank > 0 else []
     if not linear:
         raise ValueError(f"{prefix}: no layers to put LoRA on (is this a Stable Diffusion model?)")
-    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=linear + conv, init_lora_weights=True,
+    # peft annotates lora_alpha as int, but only uses it as alpha / r (or / sqrt(r)): a float alpha works.
+    config = LoraConfig(r=rank, lora_alpha=alpha,  # type: ignore[arg-type]
+                        target_modules=linear + conv, init_lora_weights=True,
                         rank_pattern={name: conv_rank for name in conv},
                         alpha_pattern={name: conv_alpha for name in conv})
     if isinstance(model, ModelMixin):
@@ -136,5 +138,7 @@ def load_lora_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> Non
     from peft.utils import set_peft_model_state_dict
 
     result = set_peft_model_state_dict(model, weights)
-    if result.unexpected_keys:
-        raise ValueError(f"checkpoint has LoRA weights this model lacks: {result.unexpected_keys[:3]}")
+    # peft annotates the result as a bare `namedtuple`; it is torch's `load_state_dict` result.
+    unexpected: list[str] = result.unexpected_keys  # type: ignore[attr-defined]
+    if unexpected:
+        raise ValueError(f"checkpoint has LoRA weights this model lacks: {unexpected[:3]}")

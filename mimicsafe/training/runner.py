@@ -16,6 +16,7 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -188,8 +189,8 @@ def _train(instance: Instance, job_id: int, device: str | None) -> int:
         items = load_items(session=session, blobs=instance.blobs, registry=instance.registry,
                            settings=instance.settings, dataset=dataset)
         config = TrainingConfig.from_dict(job.config)
-        dataset_info = {"sha256": dataset.manifest_sha256, "items": dataset.item_count,
-                        "policy_version": dataset.policy_version}
+        dataset_info: dict[str, Any] = {"sha256": dataset.manifest_sha256, "items": dataset.item_count,
+                                        "policy_version": dataset.policy_version}
     work = job_dir(instance.settings, job_id)
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.json").write_text(json.dumps({"config": config.to_dict(), "library_versions": library_versions()},
@@ -217,14 +218,16 @@ def store_model(instance: Instance, *, job_id: int, artist: str, config: Trainin
                 dataset: dict[str, Any]) -> int:
     """Write both files to the blob store, then the model row + job completion + audit entry at once."""
     from mimicsafe.training import lora
-    from mimicsafe.training.metadata import Provenance, build_metadata, lora_file, tensor_data_hash
+    from mimicsafe.training.metadata import KeyFormat, Provenance, build_metadata, lora_file, tensor_data_hash
 
     provenance = Provenance(artist=artist, job_id=job_id, instance_id=instance_id(instance.settings),
                             dataset_sha256=dataset["sha256"], item_count=dataset["items"],
                             policy_version=dataset["policy_version"], base_model_name=base.name,
                             base_model_sha256=base.fingerprint("unet"), title=f"{artist} style (job {job_id})")
     files = {}
-    for key_format, convert in (("diffusers", lora.to_diffusers), ("kohya", lora.to_kohya)):
+    exports: tuple[tuple[KeyFormat, Callable[[Any], dict[str, Any]]], ...] = (
+        ("diffusers", lora.to_diffusers), ("kohya", lora.to_kohya))
+    for key_format, convert in exports:
         tensors = convert(result.parts())
         metadata = build_metadata(config=config, provenance=provenance, result=result, key_format=key_format,
                                   tensor_hash=tensor_data_hash(tensors))

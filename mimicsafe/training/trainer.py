@@ -101,22 +101,21 @@ def resolve_precision(requested: str, device: str) -> str:
 
 
 def make_optimizer(config: TrainingConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-    kwargs = {"betas": (config.adam_beta1, config.adam_beta2), "eps": config.adam_epsilon,
-              "weight_decay": config.weight_decay}
+    betas = (config.adam_beta1, config.adam_beta2)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, **kwargs)
+        return torch.optim.AdamW(groups, betas=betas, eps=config.adam_epsilon, weight_decay=config.weight_decay)
     if config.optimizer == "adamw8bit":
         try:
             import bitsandbytes as bnb  # type: ignore[import-not-found]
         except ImportError:
             raise TrainingFailed("optimizer adamw8bit needs the bitsandbytes package; "
                                  "install it or use adamw") from None
-        return bnb.optim.AdamW8bit(groups, **kwargs)
+        return bnb.optim.AdamW8bit(groups, betas=betas, eps=config.adam_epsilon, weight_decay=config.weight_decay)
     try:
         from prodigyopt import Prodigy  # type: ignore[import-not-found]
     except ImportError:
         raise TrainingFailed("optimizer prodigy needs the prodigyopt package; install it or use adamw") from None
-    return Prodigy(groups, betas=kwargs["betas"], weight_decay=config.weight_decay)
+    return Prodigy(groups, betas=betas, weight_decay=config.weight_decay)
 
 
 class LoraTrainer:
@@ -188,7 +187,8 @@ class LoraTrainer:
         order = BatchOrder(buckets, batch_size=cfg.batch_size, seed=cfg.seed)
 
         # 4. Optimizer and LR schedule.
-        groups = [{"params": [p for p in unet.parameters() if p.requires_grad], "lr": cfg.learning_rate}]
+        groups: list[dict[str, Any]] = [{"params": [p for p in unet.parameters() if p.requires_grad],
+                                         "lr": cfg.learning_rate}]
         if cfg.train_text_encoder:
             groups.append({"params": [p for p in pipe.text_encoder.parameters() if p.requires_grad],
                            "lr": cfg.text_encoder_lr})
@@ -226,7 +226,7 @@ class LoraTrainer:
             done = step + 1
             if self.hooks.on_step is not None:
                 recent = step_times[-20:]
-                self.hooks.on_step(StepReport(done, cfg.max_train_steps, loss_value, scheduler.get_last_lr()[0],
+                self.hooks.on_step(StepReport(done, cfg.max_train_steps, loss_value, float(scheduler.get_last_lr()[0]),
                                               order.position(done * cfg.gradient_accumulation_steps - 1)[0],
                                               sum(recent) / len(recent)))
             if done % cfg.checkpoint_every_steps == 0 and done < cfg.max_train_steps:

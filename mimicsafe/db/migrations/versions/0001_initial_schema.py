@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22
 """
 
@@ -206,7 +206,8 @@ def upgrade() -> None:
     sa.Column('pdq', sa.LargeBinary(), nullable=True),
     sa.Column('fingerprint', sa.LargeBinary(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['lora_model_id'], ['lora_models.id'], name=op.f('fk_generations_lora_model_id_lora_models')),
+    sa.ForeignKeyConstraint(['lora_model_id'], ['lora_models.id'],
+                            name=op.f('fk_generations_lora_model_id_lora_models')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_generations_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_generations')),
     sa.UniqueConstraint('watermark_payload', name=op.f('uq_generations_watermark_payload'))
