@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mimicsafe.blobs import BlobStore
 from mimicsafe.db import migrate
-from mimicsafe.db.engine import database_errors, make_engine, make_session_factory, transaction
+from mimicsafe.db.engine import (
+    database_errors,
+    make_engine,
+    make_read_session_factory,
+    make_session_factory,
+    transaction,
+)
 from mimicsafe.registry import Registry
 from mimicsafe.settings import Settings
 
@@ -26,13 +32,21 @@ class Instance:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     registry: Registry = field(init=False)
+    read_sessions: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
         self.registry = Registry(self.settings)
+        self.read_sessions = make_read_session_factory(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with transaction(self.sessions) as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction for work that only reads: on SQLite it does not wait for the write lock."""
+        with transaction(self.read_sessions) as session:
             yield session
 
     def close(self) -> None:

@@ -115,7 +115,7 @@ class Sessions:
         claims = self.read(token)
         if claims is None:
             return None
-        with instance.transaction() as session:
+        with instance.reading() as session:
             user = session.scalar(select(User).where(User.username == claims.username))
             if user is None or user.disabled:
                 return None

@@ -48,7 +48,7 @@ def caller(instance: Instance, request: gr.Request | None) -> Caller | None:
     username = getattr(request, "username", None)
     if not username:
         return None
-    with instance.transaction() as session:
+    with instance.reading() as session:
         user = session.scalar(select(User).where(User.username == username))
         if user is None or user.disabled:
             return None

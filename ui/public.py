@@ -30,7 +30,7 @@ watermark, a fingerprint and Content Credentials.
 def public_status(instance: Instance) -> str:
     """Whether the service can reach its database — nothing more to anonymous visitors."""
     try:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             session.execute(text("SELECT 1"))
     except Exception:  # any failure to reach the database is the answer, not an error of this page
         return "Database: **down** — the service cannot reach its database."

@@ -47,7 +47,9 @@ def make_engine(url: str, *, sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_
 def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     # pysqlite's own transaction handling defers BEGIN; we take it over (SQLAlchemy's documented recipe)
     # and begin every transaction IMMEDIATE so that a read-then-write can never fail half-way with
-    # SQLITE_BUSY. Writes are serialised; they are short.
+    # SQLITE_BUSY. Writes are serialised; they are short. Sessions from `make_read_session_factory`
+    # begin DEFERRED instead: they only read (a login cookie, a public verify), and must not queue
+    # behind uploads for the write lock (the load test saw them time out behind it).
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None
@@ -60,11 +62,23 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        mode = "DEFERRED" if connection.get_execution_options().get(READ_ONLY_OPTION) else "IMMEDIATE"
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+# Execution option marking the connections of read-only sessions (see `make_read_session_factory`).
+READ_ONLY_OPTION = "mimicsafe_read_only"
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for work that only reads. On SQLite they do not take the write lock at BEGIN, so they
+    run beside a writer (WAL); a write attempted in one may fail with "database is locked". Elsewhere
+    they are ordinary sessions."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False)
 
 
 @contextmanager

@@ -139,7 +139,7 @@ def verify_image(*, instance: Instance, data: bytes) -> VerifyReport:
 
     named: dict[int, list[str]] = {}
     rows: dict[int, Generation] = {}
-    with instance.transaction() as session:
+    with instance.reading() as session:
 
         def witness(row: Generation | None, method: str) -> None:
             if row is not None:
