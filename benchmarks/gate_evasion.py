@@ -62,10 +62,11 @@ def _reference_hashes(rgb: np.ndarray) -> np.ndarray:
 class Gallery:
     """The registered works, in the gate's index and in the PDQ-only reference index."""
 
-    def __init__(self, artists: int, works: int, seed: int) -> None:
+    def __init__(self, artists: int, works: int, seed: int, index_options: dict | None = None) -> None:
         self.works = [Work(_key(w), style.name, w) for style, ws in make_portfolios(artists, works, seed)
                       for w in ws]
-        self.index = MatchIndex()
+        self.index_options = dict(index_options or {})
+        self.index = MatchIndex(**self.index_options)
         self.reference = PdqMultiIndex(REFERENCE_THRESHOLD)
         self.fingerprints: list[Fingerprint] = []
         t = time.perf_counter()
@@ -84,9 +85,9 @@ class Gallery:
 _GALLERY: Gallery | None = None
 
 
-def _init_worker(artists: int, works: int, seed: int) -> None:
+def _init_worker(artists: int, works: int, seed: int, index_options: dict | None = None) -> None:
     global _GALLERY
-    _GALLERY = Gallery(artists, works, seed)
+    _GALLERY = Gallery(artists, works, seed, index_options)
 
 
 def _relaxed() -> VerifyParams:
@@ -145,7 +146,7 @@ def distinct_pairs(g: Gallery) -> dict:
     Also verifies every ordered pair of the same artist's works with no threshold applied, whatever
     the votes, for the margins table.
     """
-    loo = MatchIndex()
+    loo = MatchIndex(**g.index_options)
     for w, fp in zip(g.works, g.fingerprints, strict=True):
         loo.add(item_sha256=w.key, owner=w.owner, fingerprint=fp)
     gate_pairs: set[frozenset[str]] = set()
@@ -200,10 +201,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--attacks", default="", help="comma-separated attack names (default: all)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for the attacked queries")
+    parser.add_argument("--vote-descriptors", type=int, default=None, help="MatchIndex vote_descriptors")
     args = parser.parse_args(argv)
+    options = {} if args.vote_descriptors is None else {"vote_descriptors": args.vote_descriptors}
 
     t_start = time.perf_counter()
-    _init_worker(args.artists, args.works, args.seed)
+    _init_worker(args.artists, args.works, args.seed, options)
     g = _GALLERY
     assert g is not None
     n = len(g.works)
@@ -214,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     wanted = {s.strip() for s in args.attacks.split(",") if s.strip()}
     tasks = [(a, w) for a, spec in enumerate(specs) if not wanted or spec.name in wanted for w in range(n)]
     if args.jobs > 1:
-        with mp.get_context("spawn").Pool(args.jobs, _init_worker, (args.artists, args.works, args.seed)) as pool:
+        init_args = (args.artists, args.works, args.seed, options)
+        with mp.get_context("spawn").Pool(args.jobs, _init_worker, init_args) as pool:
             rows = pool.map(_attack_task, tasks, chunksize=8)
     else:
         rows = [_attack_task(t) for t in tasks]

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     robust_min_area: float = Field(
         0.05, ge=0, le=1, description="Local-feature match: share of the registered work the matched region must span."
     )
+    robust_vote_descriptors: int = Field(
+        250, ge=50, le=500,
+        description="Local-feature look-up: query descriptors that vote for candidates (fewer: faster, fewer catches).",
+    )
     login_attempts_per_minute: int = Field(10, gt=0, description="Failed logins allowed per user and minute.")
 
     @classmethod

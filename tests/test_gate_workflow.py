@@ -254,14 +254,15 @@ def test_gate_thresholds_come_from_settings(tmp_path: Path) -> None:
     assert 50 <= fp.pdq_quality < 95 and not fp.low_detail  # fine under the default floor of 50
 
     strict = open_instance(load_settings(home=tmp_path / "strict", pdq_min_quality=95, robust_min_coverage=0.9,
-                                         robust_min_inliers=12, robust_min_area=0.2))
+                                         robust_min_inliers=12, robust_min_area=0.2,
+                                         robust_vote_descriptors=120))
     try:
         with strict.transaction() as s:
             accounts.create_user(session=s, username="alice", role="artist", password="a long password")
         index = strict.registry._new_index()  # the index the gate builds from these settings
         params = index.verify_params
         assert (params.min_coverage, params.min_inliers, params.min_area) == (0.9, 12, 0.2)
-        assert index.min_pdq_quality == 95
+        assert index.min_pdq_quality == 95 and index.vote_descriptors == 120
         outcome = _upload(strict, "alice", "new.png", png_bytes(soft))
         assert "low_detail" in _codes(outcome)
     finally:
