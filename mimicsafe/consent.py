@@ -23,7 +23,6 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,6 +34,7 @@ from mimicsafe.db.models import Generation, LoraModel, PortfolioItem, TrainingJo
 from mimicsafe.errors import PermissionDenied, ValidationFailed
 from mimicsafe.training.runner import cache_dir as training_cache_dir
 from mimicsafe.training.runner import job_dir
+from mimicsafe.training.service import kohya_blob_sha256
 
 CONSENT_WITHDRAWN = "consent.withdraw"
 
@@ -82,7 +82,7 @@ def withdraw_consent(*, instance: Instance, username: str, actor: str, confirmat
             job.cancel_requested = True
         # Every blob this artist ever had, so that a second run also finds what a crash left behind.
         candidates = ({u.sha256 for u in uploads} | {g.image_sha256 for g in generations}
-                      | {sha for m in models for sha in (m.blob_sha256, _kohya_sha256(m.provenance)) if sha}
+                      | {sha for m in models for sha in (m.blob_sha256, kohya_blob_sha256(m.provenance)) if sha}
                       | {s["sha256"] for j in all_jobs for s in j.samples or [] if s.get("sha256")})
         job_ids = [j.id for j in all_jobs]
         audit.append(session, actor=actor, action=CONSENT_WITHDRAWN, subject=username, details={
@@ -128,11 +128,6 @@ def _still_needed(session: Session, sha256: str, *, withdrawn_user_id: int) -> b
         select(Generation.id).where(Generation.image_sha256 == sha256, Generation.user_id != withdrawn_user_id),
     )
     return any(session.scalar(query.limit(1)) is not None for query in queries)
-
-
-def _kohya_sha256(provenance: dict[str, Any] | None) -> str | None:
-    value = (provenance or {}).get("kohya_blob_sha256")
-    return value if isinstance(value, str) else None
 
 
 def _empty_cache(root: Path) -> int:

@@ -58,7 +58,8 @@ _XMP_WANTED = frozenset({*_XMP_PROPERTIES, "provenance"})  # dcterms:provenance:
 
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 # Reading must never reach the network: no remote manifests, no OCSP.
-_C2PA_SETTINGS = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
+# Never fetch a remote manifest or an OCSP response: reading a file must not touch the network.
+C2PA_OFFLINE = {"remote_manifest_fetch": False, "ocsp_fetch": False}
 
 
 @dataclass(frozen=True)
@@ -343,15 +344,25 @@ def _c2pa_signals(fmt: str, data: bytes, notes: list[str]) -> list[Signal]:
     return signals
 
 
+def c2pa_store(data: bytes, mime: str, *, trust_anchors: str | None = None) -> Any:
+    """The C2PA manifest store of `data` as JSON via c2pa-python's Reader, read offline, validated against
+    `trust_anchors` (PEM) when given; None when there is none. Raises `c2pa.C2paError` when unreadable.
+    The result is whatever JSON the SDK gave: callers check that it is an object."""
+    settings: dict[str, Any] = {"verify": C2PA_OFFLINE}
+    if trust_anchors is not None:
+        settings["trust"] = {"trust_anchors": trust_anchors}
+    with c2pa.Context.from_dict(settings) as context:
+        reader = c2pa.Reader.try_create(mime, io.BytesIO(data), context=context)
+        if reader is None:
+            return None
+        with reader:
+            return json.loads(reader.json())
+
+
 def _read_c2pa_store(mime: str, data: bytes, notes: list[str]) -> dict[str, Any] | None:
-    """The manifest store as JSON via c2pa-python's Reader, or None (quietly when there is none)."""
+    """The manifest store, or None (quietly when there is none; with a note when it cannot be read)."""
     try:
-        with c2pa.Context.from_dict(_C2PA_SETTINGS) as context:
-            reader = c2pa.Reader.try_create(mime, io.BytesIO(data), context=context)
-            if reader is None:
-                return None
-            with reader:
-                store = json.loads(reader.json())
+        store = c2pa_store(data, mime)
     except c2pa.C2paError as exc:
         if isinstance(exc, c2pa.C2paError.RemoteManifest) or str(exc).startswith("Remote"):
             notes.append(f"C2PA manifest is stored remotely and was not fetched (no network access): {_short(exc)}")
@@ -360,6 +371,8 @@ def _read_c2pa_store(mime: str, data: bytes, notes: list[str]) -> dict[str, Any]
         return None
     except Exception as exc:
         notes.append(f"C2PA manifest store could not be read: {_short(exc)}")
+        return None
+    if store is None:
         return None
     if not isinstance(store, dict):
         notes.append("C2PA manifest store is not a JSON object")

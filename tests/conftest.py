@@ -12,7 +12,6 @@ servers, because the `settings` fixture exports MIMICSAFE_DATABASE_URL and MIMIC
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 from mimicsafe.context import Instance, open_instance  # noqa: E402
 from mimicsafe.settings import Settings, load_settings  # noqa: E402
-from tests.servers import POSTGRES_URL, REDIS_URL, PostgresServer  # noqa: E402
+from tests.servers import POSTGRES_URL, REDIS_URL, PostgresServer, free_port_number  # noqa: E402
 
 # Tests that also run against PostgreSQL + Redis: node ids relative to the repository root — a module,
 # a folder (ending with "/") or one test. Those that exercise storage, not the gate's image work, to keep
@@ -154,6 +153,4 @@ def instance(settings: Settings) -> Iterator[Instance]:
 
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port_number()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import subprocess
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -69,3 +71,19 @@ class PostgresServer:
     def close(self) -> None:
         self._admin.dispose()
 
+
+def free_port_number() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a server or worker we started: SIGTERM, then SIGKILL if it does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)

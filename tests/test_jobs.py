@@ -9,6 +9,7 @@ import time
 
 from mimicsafe.context import Instance
 from mimicsafe.jobs import build_queue
+from tests.servers import stop
 
 
 def test_worker_runs_a_queued_job(instance: Instance) -> None:
@@ -29,5 +30,4 @@ def test_worker_runs_a_queued_job(instance: Instance) -> None:
         assert str(worker.pid) in value["worker"]
         assert queue.pending_count() == 0
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        stop(worker)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import stop
+
 
 def _wait_for_http(url: str, proc: subprocess.Popen, seconds: float = 120) -> int:
     deadline = time.monotonic() + seconds  # a wait loop, not a speed assertion
@@ -35,11 +37,7 @@ def served(tmp_path: Path, free_port: int):
     try:
         yield proc, home, f"http://127.0.0.1:{free_port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def test_serve_answers_and_lets_the_first_admin_in(served) -> None:

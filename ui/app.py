@@ -36,7 +36,7 @@ from ui.tabs import (
 
 def status_markdown(instance: Instance) -> str:
     """What the admin page says about the instance: database reachable, schema revision, accounts."""
-    with instance.transaction() as session:
+    with instance.reading() as session:
         users = session.scalar(select(func.count()).select_from(User)) or 0
     revision = migrate.current_revision(instance.engine)
     backend = instance.engine.url.get_backend_name()

@@ -55,19 +55,18 @@ def caller(instance: Instance, request: gr.Request | None) -> Caller | None:
         return Caller(user.username, user.role, user.consent_withdrawn_at is not None)
 
 
-def require_artist(instance: Instance, request: gr.Request | None) -> Caller:
+def _require(instance: Instance, request: gr.Request | None, role: str, refusal: str) -> Caller:
     who = caller(instance, request)
     if who is None:
         raise gr.Error("Please log in first.", print_exception=False)
-    if who.role != "artist":
-        raise gr.Error("This page is for artist accounts.", print_exception=False)
+    if who.role != role:
+        raise gr.Error(refusal, print_exception=False)
     return who
+
+
+def require_artist(instance: Instance, request: gr.Request | None) -> Caller:
+    return _require(instance, request, "artist", "This page is for artist accounts.")
 
 
 def require_admin(instance: Instance, request: gr.Request | None) -> Caller:
-    who = caller(instance, request)
-    if who is None:
-        raise gr.Error("Please log in first.", print_exception=False)
-    if who.role != "admin":
-        raise gr.Error("Only admins may do this.", print_exception=False)
-    return who
+    return _require(instance, request, "admin", "Only admins may do this.")

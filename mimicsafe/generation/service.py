@@ -30,7 +30,7 @@ from mimicsafe import audit
 from mimicsafe.accounts import get_user
 from mimicsafe.context import Instance
 from mimicsafe.db.models import Generation, LoraModel, User
-from mimicsafe.errors import NotFoundError, PermissionDenied, ValidationFailed
+from mimicsafe.errors import BlobError, NotFoundError, PermissionDenied, ValidationFailed
 from mimicsafe.generation.config import OUTPUT_MIN_SIDE, GenerationConfig
 from mimicsafe.generation.palette import Swatch, extract_palette
 from mimicsafe.generation.sheets import compose_sheet, draw_label, panel_prompts, upscale_to
@@ -128,7 +128,7 @@ def _palette_works(session: Session, instance: Instance, artist: User) -> tuple[
     for index in sorted(set(picks.tolist())):
         try:
             works.append(decode_image(instance.blobs.get(uploads[index].sha256), decode_limits(instance.settings)).rgb)
-        except DecodeError:
+        except (DecodeError, BlobError, NotFoundError):
             continue  # an accepted upload decoded once; if it no longer does, the palette does without it
     if not works:
         raise ValidationFailed(f"none of {artist.username}'s accepted uploads could be read for a palette")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +24,11 @@ import c2pa
 
 from mimicsafe.provenance.credentials import InstanceCredentials
 from mimicsafe.provenance.metadata import TRAINED_ALGORITHMIC_MEDIA, GenerationFacts
+from ownership.signals import C2PA_OFFLINE, c2pa_store
 
 SOFT_BINDING_ALG = "org.mimicsafe.watermark.1"
 GENERATION_ASSERTION = "org.mimicsafe.generation"
 TRAINING_MINING = "cawg.training-mining"
-_NO_NETWORK = {"remote_manifest_fetch": False, "ocsp_fetch": False}
 _LORA_INGREDIENT = "lora"
 
 
@@ -89,7 +88,7 @@ def _ingredient(lora: LoraIngredient) -> dict[str, Any]:
 def sign_png(png: bytes, *, facts: GenerationFacts, lora: LoraIngredient, watermark_payload: bytes,
              credentials: InstanceCredentials) -> bytes:
     """Embed a signed manifest into the PNG; returns the new file. The pixels are not touched."""
-    settings = {"verify": _NO_NETWORK, "trust": {"trust_anchors": credentials.trust_anchor_pem},
+    settings = {"verify": C2PA_OFFLINE, "trust": {"trust_anchors": credentials.trust_anchor_pem},
                 "builder": {"thumbnail": {"enabled": False}}}
     try:
         with c2pa.Context.from_dict(settings) as context:
@@ -136,17 +135,11 @@ def read_manifest(data: bytes, *, mime: str, trust_anchor_pem: str) -> ManifestR
 
     Raises `ContentCredentialsError` when a manifest store is present but cannot be parsed at all.
     """
-    settings = {"verify": _NO_NETWORK, "trust": {"trust_anchors": trust_anchor_pem}}
     try:
-        with c2pa.Context.from_dict(settings) as context:
-            reader = c2pa.Reader.try_create(mime, io.BytesIO(data), context=context)
-            if reader is None:
-                return None
-            with reader:
-                store = json.loads(reader.json())
+        store = c2pa_store(data, mime, trust_anchors=trust_anchor_pem)
     except c2pa.C2paError as exc:
         raise ContentCredentialsError(f"the C2PA manifest store cannot be read: {exc}") from exc
-    return _report(store)
+    return _report(store) if isinstance(store, dict) else None
 
 
 def _report(store: dict[str, Any]) -> ManifestReport | None:

@@ -29,6 +29,7 @@ from mimicsafe.errors import ValidationFailed
 from mimicsafe.imaging import decode_limits
 from mimicsafe.provenance.content_credentials import ContentCredentialsError, ManifestReport, read_manifest
 from mimicsafe.provenance.credentials import load_credentials
+from mimicsafe.provenance.metadata import prompt_sha256
 from mimicsafe.provenance.watermark import Detection, detect
 from ownership.decode import decode_image, sniff_format
 from ownership.errors import DecodeError
@@ -98,7 +99,7 @@ def _record(session: Session, row: Generation) -> GenerationRecord:
     return GenerationRecord(
         generation_id=row.id, public_id=row.watermark_payload or "", artist=artist.username if artist else "?",
         model_id=row.lora_model_id, model_name=model.name if model else None, created_at=row.created_at,
-        prompt_sha256=str(row.params.get("prompt_sha256") or hashlib.sha256(row.prompt.encode()).hexdigest()),
+        prompt_sha256=str(row.params.get("prompt_sha256") or prompt_sha256(row.prompt)),
         kind=str(row.params.get("kind", "image")), image_sha256=row.image_sha256)
 
 

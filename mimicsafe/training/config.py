@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -190,12 +190,3 @@ def library_versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def describe_fields() -> list[tuple[str, Any, str]]:
-    """(name, default, help) of every setting, for docs and `--help` texts."""
-    rows = []
-    for f in fields(TrainingConfig):
-        default = f.default if f.default is not MISSING else None
-        rows.append((f.name, default, f.metadata.get("help", "")))
-    return rows

@@ -199,6 +199,12 @@ def list_models(*, session: Session, username: str, actor: str) -> list[LoraMode
                                 .order_by(LoraModel.id)))
 
 
+def kohya_blob_sha256(provenance: Mapping[str, Any] | None) -> str | None:
+    """The blob of a model's kohya-format export, recorded in its provenance (None if there is none)."""
+    value = (provenance or {}).get("kohya_blob_sha256")
+    return value if isinstance(value, str) else None
+
+
 def export_model(*, instance: Instance, model_id: int, actor: str,
                  fmt: Literal["diffusers", "kohya"]) -> tuple[str, bytes]:
     """(file name, `.safetensors` bytes) in diffusers or kohya key format, provenance metadata included."""
@@ -206,7 +212,9 @@ def export_model(*, instance: Instance, model_id: int, actor: str,
         raise ValidationFailed(f"format {fmt!r}: choose diffusers or kohya")
     with instance.transaction() as session:
         model = _model(session, model_id, _actor(session, actor))
-        sha256 = model.blob_sha256 if fmt == "diffusers" else model.provenance["kohya_blob_sha256"]
+        sha256 = model.blob_sha256 if fmt == "diffusers" else kohya_blob_sha256(model.provenance)
+        if sha256 is None:
+            raise NotFoundError(f"model {model.id} has no kohya-format export")
         owner = session.get(User, model.user_id)
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{owner.username if owner else 'artist'}-lora-{model.id}")
     return f"{stem}-{fmt}.safetensors", instance.blobs.get(sha256)

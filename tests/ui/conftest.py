@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from mimicsafe.imaging import NamedFile
 from mimicsafe.settings import load_settings
 from ownership.signatures import generate_keypair, sign_manifest
 from tests.gate_helpers import artwork, png_bytes
+from tests.servers import free_port_number
 from ui.app import build_app
 from ui.server import PUBLIC_PATH, WebApp
 
@@ -68,12 +68,6 @@ class World:
 
     def public_client(self) -> Client:
         return Client(self.url + PUBLIC_PATH + "/", verbose=False)
-
-
-def free_port_number() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_png(directory: Path, name: str, artist_seed: int, work_seed: int) -> Path:

@@ -27,7 +27,7 @@ def build(instance: Instance) -> Panel:
         log_table = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True)
 
     def view(action_text: str, actor_text: str, count: float | None) -> object:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             entries = queries.audit_entries(session, action=(action_text or "").strip(),
                                             actor=(actor_text or "").strip(), limit=int(count or 200))
             rows = [[e.seq, when(e.created_at), e.actor, e.action, e.subject,
@@ -42,7 +42,7 @@ def build(instance: Instance) -> Panel:
     @refusals
     def verify_chain(request: gr.Request) -> str:
         require_admin(instance, request)
-        with instance.transaction() as session:
+        with instance.reading() as session:
             report = audit.verify_chain(session)
         if report.ok:
             return f"**The chain is intact**: {report.entries} entries, none edited, deleted or reordered."

@@ -42,7 +42,7 @@ def build(instance: Instance) -> Panel:
         registry_table = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True)
 
     def view() -> tuple:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             total, items = queries.optout_items(session)
             rows = [[i.id, i.sha256 or "", (i.pdq or b"").hex(), i.source, when(i.created_at)] for i in items]
         text = (f"**{total}** work(s) registered" + (f"; showing the newest {len(items)}" if total > len(items) else "")

@@ -36,7 +36,7 @@ def build(instance: Instance) -> Panel:
             picture = gr.Image(label="The work", type="pil", interactive=False, height=360, min_width=320)
 
     def view() -> tuple:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             pending = queries.pending_portfolio(session)
             rows = [[i.id, artist, i.file_name, i.evidence_url or "(none given)", when(i.submitted_at)]
                     for i, artist in pending]
@@ -58,7 +58,7 @@ def build(instance: Instance) -> Panel:
         number = as_id(item_id, "work")
         if number is None:
             return None, ""
-        with instance.transaction() as session:
+        with instance.reading() as session:
             work, artist = queries.portfolio_item(session, number)
             history = queries.artist_history(session, artist)
             text = (f"**#{work.id} {work.file_name}** by **{artist}**, submitted {when(work.submitted_at)} — "

@@ -66,7 +66,7 @@ def build(instance: Instance) -> Panel:
                 message = gr.Markdown()
 
     def view(state_value: str, reason_value: str, order_value: str, admin: str) -> tuple:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             items = review_service.list_items(session=session, admin=admin,
                                               state=None if state_value == "all" else state_value)  # type: ignore[arg-type]
             if reason_value and reason_value != ANY_REASON:
@@ -94,7 +94,7 @@ def build(instance: Instance) -> Panel:
         number = as_id(upload_id, "upload")
         if number is None:
             return None, None, ""
-        with instance.transaction() as session:
+        with instance.reading() as session:
             found = review_service.show_item(session=session, admin=who.username, upload_id=number)
             upload, verdict = found.upload, found.upload.verdict
             views = [queries.match_view(session, m, viewer=who.username, viewer_is_admin=True)

@@ -43,7 +43,7 @@ def build(instance: Instance) -> Panel:
         message = gr.Markdown()
 
     def view() -> tuple:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             users = accounts.list_users(session=session)
             rows = [[u.username, u.role, status_of(u), when(u.created_at)] for u in users]
             names = [u.username for u in users]

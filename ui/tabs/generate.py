@@ -57,7 +57,7 @@ def build(instance: Instance) -> Panel:
                             interactive=False)
 
     def choices_for(username: str) -> tuple:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             models = training.list_models(session=session, username=username, actor=username)
             choices = [(f"#{m.id} {m.name}", m.id) for m in reversed(models)]
         hint = "" if choices else "_Train a model on the **Training** tab first; then generate here._"

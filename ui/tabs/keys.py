@@ -52,7 +52,7 @@ def build(instance: Instance) -> Panel:
         message = gr.Markdown()
 
     def view(username: str) -> tuple:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             keys = keys_service.list_keys(session=session, username=username)
             rows = [[k.fingerprint, k.comment, when(k.created_at),
                      "revoked " + when(k.revoked_at) if k.revoked_at else "active"] for k in keys]

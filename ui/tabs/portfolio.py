@@ -40,7 +40,7 @@ def build(instance: Instance) -> Panel:
                 gallery = gr.Gallery(label="Your works", columns=4, height="auto", object_fit="contain")
 
     def view(username: str) -> tuple:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             items = queries.my_portfolio(session, username)
             rows = [[i.id, i.file_name, STATUS_WORDS.get(i.status, i.status), i.evidence_url or "",
                      when(i.submitted_at), i.note] for i in items]

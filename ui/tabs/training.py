@@ -84,7 +84,7 @@ def build(instance: Instance) -> Panel:
         message = gr.Markdown()
 
     def job_view(username: str, number: int | None) -> tuple:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             if number is None:
                 jobs = training.list_jobs(session=session, username=username, actor=username)
                 view = jobs[0] if jobs else None
@@ -98,7 +98,7 @@ def build(instance: Instance) -> Panel:
         return result_id, text, [p for p in pictures if p[0] is not None], gr.Timer(active=active)
 
     def models_view(username: str) -> tuple:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             models = training.list_models(session=session, username=username, actor=username)
             rows = [[m.id, m.name, m.provenance.get("mimicsafe.dataset_manifest_sha256", ""),
                      m.provenance.get("mimicsafe.item_count", ""), when(m.created_at)] for m in models]

@@ -61,7 +61,7 @@ def build(instance: Instance) -> Panel:
             detail = gr.Markdown()
 
     def view(username: str) -> tuple:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             rows = [[u.id, u.file_name, u.decision, "; ".join(reason_line(r) for r in u.verdict["reasons"]),
                      review_line(u.decision, u.review_state), when(u.created_at)]
                     for u in queries.my_uploads(session, username)]
@@ -70,7 +70,7 @@ def build(instance: Instance) -> Panel:
 
     def pictures_of_matches(who: Caller, payloads: list[dict]) -> list[tuple[Image.Image, str]]:
         shown = []
-        with instance.transaction() as session:
+        with instance.reading() as session:
             for payload in payloads:
                 for match in payload["matches"]:
                     seen = queries.match_view(session, match, viewer=who.username, viewer_is_admin=False)
@@ -111,15 +111,15 @@ def build(instance: Instance) -> Panel:
         upload_number = as_id(number, "upload")
         if upload_number is None:
             raise gr.Error("Enter the number of one of your uploads.", print_exception=False)
-        with instance.transaction() as session:
+        with instance.reading() as session:
             upload = queries.my_upload(session, who.username, upload_number)
             payload = {**upload.verdict, "upload_id": upload.id}
             lines = [verdict_card(payload, upload.review_state)]
             match_image, captions = None, []
             for match in upload.verdict.get("matches", []):
                 seen = queries.match_view(session, match, viewer=who.username, viewer_is_admin=False)
-                captions.append(f"- matched {seen.caption}" if seen.caption != "matches a protected work"
-                                else "- matches a protected work")
+                captions.append(f"- {seen.caption}" if seen.caption == queries.PROTECTED
+                                else f"- matched {seen.caption}")
                 if match_image is None and seen.picture_sha256 is not None:
                     match_image = stored_thumbnail(instance.blobs, seen.picture_sha256, settings)
             decisions = [f"- {when(d.created_at)}: {'accepted' if d.action == 'approve' else 'rejection kept'}"
