@@ -76,6 +76,8 @@ class LoadResult:
     skipped: int
     users: list[str]
     checks: dict[str, object] = field(default_factory=dict)  # invariant name -> observed value
+    machine_load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average when the clock started and stopped
+    server_errors: list[str] = field(default_factory=list)  # tracebacks in the server's log (subprocess only)
     problems: list[str] = field(default_factory=list)  # every broken invariant, in words
 
     @property
@@ -410,19 +412,35 @@ def run_load(config: LoadConfig, home: Path, *, database_url: str | None = None)
             for thread in threads:
                 thread.start()
             start.wait()  # every client has logged in: the clock starts now (logins are timed apart)
-            began = time.perf_counter()
+            began, load_before = time.perf_counter(), os.getloadavg()[0]
             for thread in threads:
                 thread.join(timeout=max(0.0, deadline - time.monotonic()) + 300)
-            wall = time.perf_counter() - began
+            wall, load_after = time.perf_counter() - began, os.getloadavg()[0]
             stuck = sum(thread.is_alive() for thread in threads)
         backend = "postgresql" if database_url and database_url.startswith("postgres") else "sqlite"
-        result = LoadResult(backend, config, wall, list(calls), sum(skipped), [a.name for a in artists])
+        result = LoadResult(backend, config, wall, list(calls), sum(skipped), [a.name for a in artists],
+                            machine_load=(load_before, load_after))
         if stuck:
             result.problems.append(f"{stuck} client(s) still waiting for an answer when the server stopped")
+        result.server_errors = server_tracebacks(home / "server.log")
         check_store(instance, result, home, database_url)
         return result
     finally:
         instance.close()
+
+
+def server_tracebacks(log: Path, *, lines_each: int = 12) -> list[str]:
+    """The last lines of each traceback the server logged: what an error answer without details was."""
+    if not log.is_file():
+        return []
+    text = log.read_text(errors="replace").splitlines()
+    starts = [i for i, line in enumerate(text) if line.startswith("Traceback (most recent call last)")]
+    found = []
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(text)
+        block = [line for line in text[start:end] if line.strip()]
+        found.append("\n".join(block[-lines_each:]))
+    return found
 
 
 # --- the report ----------------------------------------------------------------------------------------
@@ -437,7 +455,8 @@ def report(result: LoadResult) -> str:
     steps = f", {c.steps}-step generations" if "generate" in c.mix else ""
     lines = [f"\n{result.backend}: {c.clients} clients x {c.requests} requests (mix {'/'.join(c.mix)}{steps}), "
              f"{'in-process' if c.in_process else 'subprocess'} server, "
-             f"{result.wall_seconds:.1f} s wall",
+             f"{result.wall_seconds:.1f} s wall, machine load average {result.machine_load[0]:.1f} -> "
+             f"{result.machine_load[1]:.1f} on {os.cpu_count()} CPUs",
              f"   {'kind':10s} {'ok':>5s} {'errors':>7s} {'p50 s':>8s} {'p95 s':>8s} {'max s':>8s}"]
     for kind in (*KINDS, "login"):
         mine = [call for call in result.calls if call.kind == kind]
@@ -451,6 +470,8 @@ def report(result: LoadResult) -> str:
                  f"{len(ok) / result.wall_seconds if result.wall_seconds else 0:.2f} requests/s")
     for call in result.errors[:5]:
         lines.append(f"   error ({call.kind}): {call.error}")
+    for trace in result.server_errors[:3]:
+        lines.append("   server traceback (end):\n" + "\n".join(f"     | {line}" for line in trace.splitlines()))
     lines.append("   no-loss checks:")
     lines += [f"     {name:42s} {value}" for name, value in result.checks.items()]
     lines.append("   NOTHING LOST" if not result.problems else "   PROBLEMS:\n" +

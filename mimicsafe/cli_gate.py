@@ -197,7 +197,7 @@ def check(ctx: typer.Context, username: str, files: Files, signature: SignatureO
     """Run the gate on FILES as USERNAME's uploads; nothing is stored. Exit 1 if any is rejected."""
     state = state_of(ctx)
     instance = state.instance()
-    with instance.transaction() as session:
+    with instance.reading() as session:  # stores nothing: no need to wait for the write lock
         outcomes = upload_service.check_files(session=session, registry=instance.registry, settings=instance.settings,
                                               username=username, files=_read(files), signatures=_read(signature or []))
     _print_outcomes(state, outcomes)
@@ -209,10 +209,8 @@ def upload(ctx: typer.Context, username: str, files: Files, signature: Signature
     go to review. Exit 1 if any is rejected."""
     state = state_of(ctx)
     instance = state.instance()
-    with instance.transaction() as session:
-        outcomes = upload_service.upload_files(session=session, blobs=instance.blobs, registry=instance.registry,
-                                               settings=instance.settings, username=username, files=_read(files),
-                                               signatures=_read(signature or []))
+    outcomes = upload_service.upload(instance=instance, username=username, files=_read(files),
+                                     signatures=_read(signature or []))
     _print_outcomes(state, outcomes)
 
 

@@ -5,6 +5,7 @@ Nothing else in the project reads os.environ: code receives a `Settings` instanc
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -84,6 +85,11 @@ class Settings(BaseSettings):
         description="Local-feature look-up: query descriptors that vote for candidates (fewer: faster, fewer catches).",
     )
     login_attempts_per_minute: int = Field(10, gt=0, description="Failed logins allowed per user and minute.")
+    trusted_proxies: str = Field(
+        "127.0.0.1,::1",
+        description="Proxies (IPs or networks, comma-separated; `*` any; empty none) whose X-Forwarded-Proto and "
+                    "X-Forwarded-For the web server believes: behind a TLS proxy they make session cookies Secure.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -108,6 +114,23 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "sqlite:///")):
             raise ValueError("must start with redis://, rediss:// or sqlite:///")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item and item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)") \
+                        from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """`trusted_proxies` as uvicorn's `forwarded_allow_ips` takes it: empty when none is trusted."""
+        return [part.strip() for part in self.trusted_proxies.split(",") if part.strip()]
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> Settings:

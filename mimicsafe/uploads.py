@@ -3,10 +3,18 @@
 `check_files` runs the gate and stores nothing. `upload_files` stores the file (content-addressed, so
 a retry after a crash reuses it) and then, in one transaction, the upload row, its verdict, its place
 in the review queue and the audit entry — all of them or none.
+
+The gate's expensive work (decoding, fingerprints and local features, metadata and C2PA, signature
+checks) must not run while the write transaction is open: on SQLite that transaction holds the one
+write lock, so one large upload would stall every other writer. `upload` (and `prepare_uploads` with
+`upload_files(prepared=…)`, for callers that manage their own transactions) therefore judges each
+file first, reading in read-only transactions, and only then opens the write transaction. There the
+decision is made consistent with the state being committed: see `_still_holds`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +24,7 @@ from sqlalchemy.orm import Session
 from mimicsafe import audit
 from mimicsafe.accounts import get_user
 from mimicsafe.blobs import BlobStore
+from mimicsafe.context import Instance
 from mimicsafe.db.models import Upload, User
 from mimicsafe.errors import PermissionDenied
 from mimicsafe.imaging import NamedFile, decode_limits, display_name
@@ -23,9 +32,11 @@ from mimicsafe.keys import registered_keys
 from mimicsafe.registry import Registry
 from mimicsafe.settings import Settings
 from ownership import reasons
-from ownership.policy import POLICY_VERSION, Evidence, evaluate
+from ownership.fingerprint import Fingerprint
+from ownership.policy import POLICY_VERSION, Evidence, Searchable, evaluate
 from ownership.policy import Upload as GateUpload
-from ownership.signatures import parse_manifest
+from ownership.signatures import RegisteredKey, parse_manifest
+from ownership.types import Match
 
 # Rejections an admin cannot usefully override: there is no image to look at, or it is already in.
 NOT_REVIEWABLE = {reasons.UNDECODABLE, reasons.TOO_LARGE, reasons.UNSUPPORTED_FORMAT, reasons.DUPLICATE}
@@ -45,14 +56,30 @@ class Outcome:
         return payload
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One file judged before the write transaction, with every input the gate's decision used.
+
+    The policy (`ownership.policy.evaluate`) is a pure function of the file, its signature, the match
+    index's answer, the artist's keys and whether the file repeats an accepted upload. If those last
+    three are unchanged when the write transaction runs, the verdict is the one evaluating it there
+    would give."""
+
+    file: NamedFile
+    signature: bytes | None
+    evidence: Evidence
+    lookup: tuple[Fingerprint, str | None] | None  # what the gate searched for; None: it never got that far
+    matches: tuple[Match, ...]
+    keys: tuple[RegisteredKey, ...]
+    duplicate: bool
+
+
 def signature_for(file: NamedFile, signatures: Sequence[NamedFile]) -> bytes | None:
     """Which of the given signature files speaks for `file`: its `FILE.sig`, else a manifest that
     lists it, else the only signature given."""
     for sig in signatures:
         if sig.name == f"{file.name}.sig":
             return sig.data
-    import hashlib
-
     sha256 = hashlib.sha256(file.data).hexdigest()
     for sig in signatures:
         if sig.data.lstrip().startswith(b"{"):
@@ -80,16 +107,46 @@ def _accepted_shas(session: Session, user_id: int) -> set[str]:
     return set(rows)
 
 
-def _evaluate(session: Session, registry: Registry, settings: Settings, user: User, file: NamedFile,
-              signature: bytes | None, previous: set[str]) -> Evidence:
-    return evaluate(
+class _Recording:
+    """The index, remembering what the gate asked it and what it answered."""
+
+    def __init__(self, index: Searchable) -> None:
+        self._index = index
+        self.lookup: tuple[Fingerprint, str | None] | None = None
+        self.matches: tuple[Match, ...] = ()
+
+    def search(self, fingerprint: Fingerprint, *, sha256: str | None = None) -> list[Match]:
+        found = self._index.search(fingerprint, sha256=sha256)
+        self.lookup, self.matches = (fingerprint, sha256), tuple(found)
+        return found
+
+
+class _Latest:
+    """The registry as last committed, each look-up in a read-only transaction of its own, begun just
+    before it. (A reader whose snapshot predates what the shared index has already applied would make
+    the registry rebuild the index from the tables: `Registry._refresh`.)"""
+
+    def __init__(self, instance: Instance) -> None:
+        self._instance = instance
+
+    def search(self, fingerprint: Fingerprint, *, sha256: str | None = None) -> list[Match]:
+        with self._instance.reading() as session:
+            return self._instance.registry.search(session, fingerprint, sha256=sha256)
+
+
+def _judge(searchable: Searchable, settings: Settings, user: User, keys: Sequence[RegisteredKey],
+           file: NamedFile, signature: bytes | None, previous: set[str]) -> Prepared:
+    index = _Recording(searchable)
+    evidence = evaluate(
         GateUpload(file_name=display_name(file.name), data=file.data, artist=user.username, signature=signature),
-        index=registry.snapshot(session),
-        artist_keys=registered_keys(session=session, user_id=user.id),
+        index=index,
+        artist_keys=keys,
         limits=decode_limits(settings),
         previous_uploads=previous,
         min_pdq_quality=settings.pdq_min_quality,
     )
+    return Prepared(file, signature, evidence, index.lookup, index.matches, tuple(keys),
+                    evidence.verdict.sha256 in previous)
 
 
 def check_files(*, session: Session, registry: Registry, settings: Settings, username: str,
@@ -97,22 +154,73 @@ def check_files(*, session: Session, registry: Registry, settings: Settings, use
     """The gate's verdicts, nothing stored."""
     user = _artist(session, username)
     previous = _accepted_shas(session, user.id)
-    return [Outcome(_evaluate(session, registry, settings, user, f, signature_for(f, signatures), previous))
+    keys = registered_keys(session=session, user_id=user.id)
+    index = registry.snapshot(session)
+    return [Outcome(_judge(index, settings, user, keys, f, signature_for(f, signatures), previous).evidence)
             for f in files]
 
 
-def upload_files(*, session: Session, blobs: BlobStore, registry: Registry, settings: Settings, username: str,
-                 files: Sequence[NamedFile], signatures: Sequence[NamedFile] = ()) -> list[Outcome]:
-    """Run the gate and store each file with its verdict. Accepted files become training-eligible;
-    rejected ones (that an admin can judge) enter the review queue."""
-    user = _artist(session, username)
-    previous = _accepted_shas(session, user.id)
-    outcomes = []
+def prepare_uploads(*, instance: Instance, username: str, files: Sequence[NamedFile],
+                    signatures: Sequence[NamedFile] = ()) -> list[Prepared]:
+    """The gate's work for `upload_files`, outside any write transaction: what it reads, it reads in
+    short read-only transactions. Each file within the upload limit is stored first: a crash later
+    leaves a whole blob that the retry reuses, never a half one (see mimicsafe/blobs.py)."""
+    settings = instance.settings
+    with instance.reading() as session:
+        user = _artist(session, username)
+        previous = _accepted_shas(session, user.id)
+        keys = registered_keys(session=session, user_id=user.id)
+    prepared = []
     for file in files:
-        evidence = _evaluate(session, registry, settings, user, file, signature_for(file, signatures), previous)
+        if len(file.data) <= settings.max_upload_bytes:
+            instance.blobs.put(file.data)
+        prepared.append(_judge(_Latest(instance), settings, user, keys, file, signature_for(file, signatures),
+                               previous))
+    return prepared
+
+
+def _still_holds(session: Session, registry: Registry, prepared: Prepared, keys: Sequence[RegisteredKey],
+                 previous: set[str]) -> bool:
+    """Would the gate decide the same now, inside the write transaction? The inputs that can change
+    between the read and the write are compared: the artist's keys (one may have been revoked), whether
+    the file now repeats an accepted upload (the same file sent twice at once), and — the one that
+    matters most — the index's answer for the same fingerprint, looked up again here. On SQLite this
+    transaction holds the write lock, so the look-up sees every work verified before it and none can
+    be verified until it commits: a work verified between the read and the write is never missed. On
+    PostgreSQL the look-up sees what was committed when it runs, as it did when the whole gate ran in
+    this transaction; what remains is the window between this look-up and the commit, which was there
+    before and is now shorter. The look-up is cheap next to the decoding and fingerprinting it reuses."""
+    if set(keys) != set(prepared.keys) or (prepared.evidence.verdict.sha256 in previous) != prepared.duplicate:
+        return False
+    if prepared.lookup is None:  # not decodable: no index answer, keys or history can change that verdict
+        return True
+    fingerprint, sha256 = prepared.lookup
+    return tuple(registry.search(session, fingerprint, sha256=sha256)) == prepared.matches
+
+
+def upload_files(*, session: Session, blobs: BlobStore, registry: Registry, settings: Settings, username: str,
+                 files: Sequence[NamedFile], signatures: Sequence[NamedFile] = (),
+                 prepared: Sequence[Prepared] | None = None) -> list[Outcome]:
+    """Run the gate and store each file with its verdict. Accepted files become training-eligible;
+    rejected ones (that an admin can judge) enter the review queue.
+
+    With `prepared` (from `prepare_uploads`, for the same files) the verdicts judged there are reused
+    when their inputs still hold, and judged again here when not; otherwise the gate runs here."""
+    user = _artist(session, username)  # again: the account may have been disabled since it was prepared
+    previous = _accepted_shas(session, user.id)
+    keys = registered_keys(session=session, user_id=user.id)
+    if prepared is not None and [p.file for p in prepared] != list(files):
+        raise ValueError("prepared: not the files being uploaded")
+    outcomes = []
+    for i, file in enumerate(files):
+        ready = prepared[i] if prepared is not None else None
+        if ready is None or not _still_holds(session, registry, ready, keys, previous):
+            ready = _judge(registry.snapshot(session), settings, user, keys, file, signature_for(file, signatures),
+                           previous)
+        evidence = ready.evidence
         verdict = evidence.verdict
         if len(file.data) <= settings.max_upload_bytes:
-            blobs.put(file.data)  # before the row: a crash in between leaves only a reusable blob
+            blobs.put(file.data)  # before the row (a no-op if prepared stored it): a crash leaves only a blob
         codes = {r.code for r in verdict.reasons}
         review = "pending" if verdict.decision == "rejected" and not codes & NOT_REVIEWABLE else "none"
         row = Upload(user_id=user.id, sha256=verdict.sha256, file_name=display_name(file.name),
@@ -128,6 +236,17 @@ def upload_files(*, session: Session, blobs: BlobStore, registry: Registry, sett
             previous.add(verdict.sha256)
         outcomes.append(Outcome(evidence, row.id, review))
     return outcomes
+
+
+def upload(*, instance: Instance, username: str, files: Sequence[NamedFile],
+           signatures: Sequence[NamedFile] = ()) -> list[Outcome]:
+    """`upload_files` with the gate's work done before the write transaction: what the app and the CLI
+    call. The files are one unit: their rows and audit entries are committed together or not at all."""
+    prepared = prepare_uploads(instance=instance, username=username, files=files, signatures=signatures)
+    with instance.transaction() as session:
+        return upload_files(session=session, blobs=instance.blobs, registry=instance.registry,
+                            settings=instance.settings, username=username, files=files, signatures=signatures,
+                            prepared=prepared)
 
 
 def eligible_uploads(*, session: Session, user_id: int) -> list[Upload]:

@@ -4,6 +4,12 @@ The cookie holds the username, an expiry time and a tag derived from the current
 signed with HMAC-SHA256 under `MIMICSAFE_SECRET_KEY`. It is checked against the database on every
 request, so disabling an account or resetting its password ends its sessions at once. Nothing about
 a session is kept in server memory, so sessions survive a restart and work across several servers.
+
+The login form carries a CSRF token (`LoginForms`): a random nonce in a cookie and its HMAC in the
+form, so a page on another site cannot log a visitor in to an account of the attacker's choosing.
+A failed login logs the account name only if such an account exists; any other name (a password typed
+into the name field, say) is logged as a short keyed tag, so that repeated guesses can be told apart
+without the text ever reaching the log.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import threading
 import time
 from collections import deque
@@ -30,6 +37,8 @@ log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "mimicsafe_session"
 SESSION_SECONDS = 12 * 3600
+LOGIN_CSRF_COOKIE = "mimicsafe_login_csrf"
+LOGIN_CSRF_FIELD = "csrf_token"
 _WINDOW_SECONDS = 60.0
 
 
@@ -123,11 +132,42 @@ class Sessions:
                 return None
             return user.username
 
+    def tag(self, text: str) -> str:
+        """A short keyed digest of `text`: equal texts give equal tags; the text cannot be read back,
+        nor guessed offline without the secret key."""
+        return hmac.new(self._key, b"log-tag\x00" + text.encode(), hashlib.sha256).hexdigest()[:12]
+
     def _sign(self, body: str) -> bytes:
         return hmac.new(self._key, body.encode(), hashlib.sha256).digest()
 
     def _password_tag(self, password_hash: str) -> str:
         return _b64(hmac.new(self._key, password_hash.encode(), hashlib.sha256).digest()[:12])
+
+
+class LoginForms:
+    """CSRF tokens for the login form (signed double submit): the browser holds a random nonce in a
+    cookie that only this site can set, the form carries HMAC(key, nonce). A forged form on another site
+    can send neither the victim's cookie value nor a token that matches it."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = hashlib.sha256(b"mimicsafe-login-csrf\x00" + secret.encode()).digest()
+
+    @staticmethod
+    def new_nonce() -> str:
+        return secrets.token_urlsafe(24)
+
+    @staticmethod
+    def usable_nonce(nonce: str | None) -> bool:
+        """A cookie value this class could have made (anything else is replaced, never signed)."""
+        return nonce is not None and 16 <= len(nonce) <= 64 and all(c.isalnum() or c in "-_" for c in nonce)
+
+    def token_for(self, nonce: str) -> str:
+        return _b64(hmac.new(self._key, nonce.encode(), hashlib.sha256).digest())
+
+    def valid(self, nonce: str | None, token: str | None) -> bool:
+        if nonce is None or not self.usable_nonce(nonce) or not token or len(token) > 128:
+            return False
+        return hmac.compare_digest(self.token_for(nonce).encode(), token.encode())
 
 
 def _b64(data: bytes) -> str:
@@ -149,7 +189,17 @@ def log_in(*, instance: Instance, limiter: LoginLimiter, sessions: Sessions, use
             token = sessions.issue(user)
     except AuthError:
         limiter.record_failure(username)
-        log.info("failed login for %r", username[:64])
+        log.info("failed login for %s", _loggable_name(instance, sessions, username))
         raise
     limiter.reset(username)
     return token
+
+
+def _loggable_name(instance: Instance, sessions: Sessions, username: str) -> str:
+    """How a failed login's account name may appear in the log: the name of an existing account, or a
+    tag for any other text (which may be a password typed into the wrong field)."""
+    with instance.reading() as session:
+        known = session.scalar(select(User.username).where(User.username == username))
+    if known is not None:
+        return f"account {known!r}"
+    return f"an unknown account name (tag {sessions.tag(username)})"

@@ -32,6 +32,7 @@ _PAGE = """<!doctype html>
   {error}
   <form method="post" action="/login">
     <input type="hidden" name="next" value="{next_path}">
+    <input type="hidden" name="csrf_token" value="{csrf_token}">
     <label for="username">Username</label>
     <input id="username" name="username" autocomplete="username" autocapitalize="none" required value="{username}">
     <label for="password">Password</label>
@@ -46,7 +47,9 @@ _PAGE = """<!doctype html>
 """
 
 
-def login_page(*, next_path: str, public_path: str, error: str = "", username: str = "") -> str:
+def login_page(*, next_path: str, public_path: str, csrf_token: str, error: str = "", username: str = "") -> str:
+    """The form; `csrf_token` must match the browser's login cookie (ui/auth.py `LoginForms`)."""
     error_html = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
     return _PAGE.format(error=error_html, next_path=escape(next_path, quote=True),
+                        csrf_token=escape(csrf_token, quote=True),
                         public_path=escape(public_path, quote=True), username=escape(username[:64], quote=True))

@@ -5,6 +5,10 @@ visitors, keeps sessions only in server memory and cannot see the client's reque
 apps are mounted in one FastAPI app instead: `/login` checks the password (rate-limited, ui/auth.py)
 and sets a signed session cookie; the logged-in app's `auth_dependency` turns that cookie into the
 username every callback receives as `gr.Request.username`. See docs/ui.md.
+
+Web-session security (SECURITY.md, "Web sessions, cookies and CSRF"): the login form carries a CSRF
+token that every browser login must return; cookies are `Secure` when the request came over https —
+directly, or through a proxy listed in `MIMICSAFE_TRUSTED_PROXIES` that says so in X-Forwarded-Proto.
 """
 
 from __future__ import annotations
@@ -15,17 +19,28 @@ import time
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI, Form, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from mimicsafe.context import Instance
 from mimicsafe.errors import AuthError, RateLimited
-from ui.auth import SESSION_COOKIE, SESSION_SECONDS, LoginLimiter, Sessions, log_in
+from ui.auth import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    LoginForms,
+    LoginLimiter,
+    Sessions,
+    log_in,
+)
 from ui.login_page import login_page
 
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 PUBLIC_PATH = "/public"
 _FOOTER = ["api", "gradio", "settings"]
+FORM_EXPIRED = ("This login form has expired or was not sent from this site. Nothing was done; "
+                "please log in again.")
 
 
 def _safe_next(target: str | None) -> str:
@@ -37,11 +52,42 @@ def _safe_next(target: str | None) -> str:
     return "/"
 
 
+def _from_a_browser(request: Request) -> bool:
+    """Browsers send `Origin` with every POST, and `Sec-Fetch-Site` with every request (a page on another
+    site cannot remove them). A client without either (gradio_client, curl) cannot be steered by another
+    site, and so needs no CSRF token."""
+    return "origin" in request.headers or "sec-fetch-site" in request.headers
+
+
+def _over_https(request: Request) -> bool:
+    """https to us, or to a trusted proxy that said so (uvicorn applies X-Forwarded-Proto only for the
+    addresses in MIMICSAFE_TRUSTED_PROXIES; see `WebApp.launch`)."""
+    return request.url.scheme == "https"
+
+
 def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> FastAPI:
     settings = instance.settings
     sessions = Sessions(settings.secret_key.get_secret_value())
     limiter = LoginLimiter(settings.login_attempts_per_minute)
+    forms = LoginForms(settings.secret_key.get_secret_value())
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    # No cross-origin access at all: the pages call their own origin only. Without a CORS middleware of
+    # ours, Gradio adds one that, on any host but localhost, allows every origin *with credentials* — a
+    # sibling subdomain (same site, so the SameSite=Lax cookie goes along) could act as the visitor.
+    app.add_middleware(CORSMiddleware, allow_origins=[])
+
+    def form_page(request: Request, *, next_path: str | None, error: str = "", username: str = "",
+                  status_code: int = 200) -> Response:
+        """The login form with a CSRF token, and the cookie it must come back with."""
+        nonce = request.cookies.get(LOGIN_CSRF_COOKIE)
+        if nonce is None or not forms.usable_nonce(nonce):
+            nonce = forms.new_nonce()  # kept when usable, so that two open login tabs both work
+        page = login_page(next_path=_safe_next(next_path), public_path=PUBLIC_PATH + "/",
+                          csrf_token=forms.token_for(nonce), error=error, username=username)
+        response = HTMLResponse(page, status_code=status_code)
+        response.set_cookie(LOGIN_CSRF_COOKIE, nonce, httponly=True, samesite="strict", secure=_over_https(request),
+                            path=LOGIN_PATH)
+        return response
 
     def session_user(request: Request) -> str | None:
         return sessions.username_for(instance, request.cookies.get(SESSION_COOKIE))
@@ -56,26 +102,30 @@ def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> 
     def show_login(request: Request, next: str = "/") -> Response:
         if session_user(request) is not None:
             return RedirectResponse(_safe_next(next), status_code=303)
-        return HTMLResponse(login_page(next_path=_safe_next(next), public_path=PUBLIC_PATH + "/"))
+        return form_page(request, next_path=next)
 
     @app.post(LOGIN_PATH)
     def do_login(request: Request, username: str = Form(""), password: str = Form(""),
-                 next: str | None = Form(None)) -> Response:
+                 next: str | None = Form(None), csrf_token: str | None = Form(None)) -> Response:
         """A browser form sends `next` and gets a redirect or the form again; API clients (gradio_client)
-        send only the credentials and get JSON. Either way the session is a cookie."""
+        send only the credentials and get JSON. Either way the session is a cookie. A browser must send
+        the form's CSRF token (checked before the password, so a forged form learns nothing)."""
         browser = next is not None
+        if _from_a_browser(request) and not forms.valid(request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token):
+            if browser:
+                return form_page(request, next_path=next, error=FORM_EXPIRED, username=username, status_code=403)
+            return JSONResponse({"detail": FORM_EXPIRED}, status_code=403)
         try:
             token = log_in(instance=instance, limiter=limiter, sessions=sessions, username=username, password=password)
         except (AuthError, RateLimited) as exc:
             status = 429 if isinstance(exc, RateLimited) else 401
             if browser:
-                return HTMLResponse(login_page(next_path=_safe_next(next), public_path=PUBLIC_PATH + "/",
-                                               error=str(exc), username=username), status_code=status)
+                return form_page(request, next_path=next, error=str(exc), username=username, status_code=status)
             return JSONResponse({"detail": str(exc)}, status_code=status)
         response: Response = (RedirectResponse(_safe_next(next), status_code=303) if browser
                               else JSONResponse({"success": True}))
         response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, httponly=True, samesite="lax",
-                            secure=request.url.scheme == "https", path="/")
+                            secure=_over_https(request), path="/")
         return response
 
     @app.get(LOGOUT_PATH)
@@ -121,7 +171,11 @@ class WebApp:
         `show_error` and `quiet` are accepted for `gr.Blocks.launch` compatibility: refusals always show
         their message and unexpected errors never do; the server logs only warnings."""
         app = create_server(self.instance, main=self.main, public=self.public)
-        config = uvicorn.Config(app, host=server_name, port=server_port, log_level="warning", lifespan="on")
+        # X-Forwarded-Proto/-For are believed only from the configured proxies (none: not at all), so
+        # that behind a TLS proxy cookies are Secure and a client elsewhere cannot claim https.
+        proxies = self.instance.settings.trusted_proxy_list
+        config = uvicorn.Config(app, host=server_name, port=server_port, log_level="warning", lifespan="on",
+                                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="mimicsafe-web", daemon=True)
         self._thread.start()

@@ -1,9 +1,10 @@
 """A `mimicsafe upload` killed with SIGKILL in the middle of a batch: no half record, and nothing left
 behind that breaks the retry. And a blob writer killed in the middle of a file.
 
-The batch is one transaction: files are gated and their blobs stored one by one, the rows and audit
-entries are committed together at the end. The test kills the process as soon as its first blob
-appears (it is then mid-batch, with its transaction open), then retries the same command.
+The batch is one unit: each file's blob is stored and the file judged, one by one, in a read-only
+transaction; then the rows and audit entries of the whole batch are committed together in one write
+transaction (mimicsafe/uploads.py `upload`). The test kills the process as soon as its first blob
+appears (it is then mid-batch, nothing committed), then retries the same command.
 """
 
 from __future__ import annotations

@@ -95,10 +95,9 @@ def build(instance: Instance) -> Panel:
             raise gr.Error("Choose one or more images to upload.", print_exception=False)
         payloads, cards = [], []
         for file in progress.tqdm(files, desc="Checking ownership"):
-            with instance.transaction() as session:  # one file, one transaction: a crash loses nothing done
-                (outcome,) = upload_service.upload_files(session=session, blobs=instance.blobs,
-                                                         registry=instance.registry, settings=settings,
-                                                         username=who.username, files=[file], signatures=sigs)
+            # One file, one transaction: a crash loses nothing done. The gate runs before the write lock.
+            (outcome,) = upload_service.upload(instance=instance, username=who.username, files=[file],
+                                               signatures=sigs)
             payload = outcome.to_json()
             payloads.append(payload)
             cards.append(verdict_card(payload, outcome.review_state))
