@@ -22,10 +22,8 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,6 +34,7 @@ from mimicsafe.imaging import decode_limits
 from mimicsafe.registry import Registry
 from mimicsafe.settings import Settings
 from mimicsafe.training.errors import DatasetRefused
+from mimicsafe.training.items import TrainingItem
 from mimicsafe.uploads import eligible_uploads
 from ownership import reasons
 from ownership.decode import decode_image
@@ -45,17 +44,6 @@ from ownership.policy import POLICY_VERSION
 
 MANIFEST_FORMAT = "mimicsafe.dataset/1"
 _KEY_IN_DETAIL = re.compile(r"key (SHA256:[A-Za-z0-9+/=]+)")
-
-
-@dataclass(frozen=True)
-class TrainingItem:
-    """One image the trainer may use: decoded by the gate's safe decoder, hash-verified."""
-
-    upload_id: int
-    sha256: str
-    name: str
-    caption: str | None
-    rgb: np.ndarray  # (H, W, 3) uint8
 
 
 def manifest_sha256(manifest: Mapping[str, Any]) -> str:

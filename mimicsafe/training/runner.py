@@ -158,8 +158,14 @@ def run_job(instance: Instance, job_id: int, *, device: str | None = None) -> di
     """Run one job to its end (completed, failed or cancelled); returns its final status."""
     if not claim(instance, job_id, worker_id()):
         return {"job_id": job_id, "status": "not claimed"}
+    return run_claimed_job(instance, job_id, device=device)
+
+
+def run_claimed_job(instance: Instance, job_id: int, *, device: str | None = None) -> dict[str, Any]:
+    """Train a job this process has claimed; every outcome is written to the job row."""
     try:
-        model_id = _train(instance, job_id, device)
+        model_id = train_job(instance, job_id, device)
+        assert model_id is not None
     except TrainingCancelled:
         _finish(instance, job_id, "cancelled")
         return {"job_id": job_id, "status": "cancelled"}
@@ -173,7 +179,9 @@ def run_job(instance: Instance, job_id: int, *, device: str | None = None) -> di
     return {"job_id": job_id, "status": "completed", "model_id": model_id}
 
 
-def _train(instance: Instance, job_id: int, device: str | None) -> int:
+def train_job(instance: Instance, job_id: int, device: str | None, *, follower: bool = False) -> int | None:
+    """Check the data, train and store the model. A `follower` (a non-main process of a multi-process
+    run, see `launch.py`) trains its share of each step and writes nothing."""
     from mimicsafe.training.base import load_training_base
     from mimicsafe.training.trainer import Hooks, LoraTrainer
 
@@ -182,7 +190,8 @@ def _train(instance: Instance, job_id: int, device: str | None) -> int:
         assert job is not None
         existing = session.scalar(select(LoraModel.id).where(LoraModel.job_id == job_id))
         if existing is not None:  # trained before a crash that came after the commit: nothing to redo
-            job.status, job.step = "completed", job.total_steps
+            if not follower:
+                job.status, job.step = "completed", job.total_steps
             return existing
         dataset = dataset_of(session, job)
         artist = session.get(User, job.user_id).username  # type: ignore[union-attr]
@@ -192,16 +201,20 @@ def _train(instance: Instance, job_id: int, device: str | None) -> int:
         dataset_info: dict[str, Any] = {"sha256": dataset.manifest_sha256, "items": dataset.item_count,
                                         "policy_version": dataset.policy_version}
     work = job_dir(instance.settings, job_id)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "config.json").write_text(json.dumps({"config": config.to_dict(), "library_versions": library_versions()},
-                                                 indent=2, sort_keys=True), encoding="utf-8")
+    if not follower:
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "config.json").write_text(json.dumps({"config": config.to_dict(),
+                                                      "library_versions": library_versions()},
+                                                     indent=2, sort_keys=True), encoding="utf-8")
     base = load_training_base(instance.settings, config.model_family, device=device or _default_device())
     progress = _Progress(instance, job_id)
+    hooks = Hooks() if follower else Hooks(progress.on_step, progress.on_samples, progress.on_checkpoint)
     trainer = LoraTrainer(config=config, base=base, items=items, artist=artist, work_dir=work,
-                          cache_dir=cache_dir(instance.settings), device=device,
-                          hooks=Hooks(progress.on_step, progress.on_samples, progress.on_checkpoint),
+                          cache_dir=cache_dir(instance.settings), device=device, hooks=hooks,
                           identity={"job_id": str(job_id), "dataset_sha256": dataset_info["sha256"]})
     result = trainer.run()
+    if follower:
+        return None
     model_id = store_model(instance, job_id=job_id, artist=artist, config=config, base=base, result=result,
                            dataset=dataset_info)
     (work / "checkpoint.pt").unlink(missing_ok=True)  # the model is the result now

@@ -5,6 +5,12 @@ the noise, the timesteps — comes from generators seeded with (seed, m), and th
 function of (seed, epoch). A run resumed from a checkpoint at step k therefore computes exactly the
 steps k+1… an uninterrupted run computes (the checkpoint restores LoRA weights, optimizer, scheduler,
 grad scaler and global RNG states).
+
+Several processes (`accelerate launch`, see `launch.py`): process r of W trains micro-batch m on the
+data order's batch m·W + r, so each optimizer step sees W different batches, whose gradients
+accelerate's DDP wrapper averages. With one process this is the plain loop above. Only the main
+process reports progress, writes checkpoints and makes samples; a cancel it receives is broadcast so
+that every process stops after the same step.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import compute_snr
 
@@ -33,8 +40,8 @@ from mimicsafe.training.buckets import BatchOrder, Bucket, bucket_for, prepare
 from mimicsafe.training.cache import TensorCache, cache_key
 from mimicsafe.training.captions import base_caption, training_caption, trigger_for
 from mimicsafe.training.config import TrainingConfig
-from mimicsafe.training.errors import DatasetRefused, TrainingDiverged, TrainingFailed
-from mimicsafe.training.manifest import TrainingItem
+from mimicsafe.training.errors import DatasetRefused, TrainingCancelled, TrainingDiverged, TrainingFailed
+from mimicsafe.training.items import TrainingItem
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +145,7 @@ class LoraTrainer:
         self.captions = [base_caption(item.caption, trigger=self.trigger, default_caption=config.default_caption)
                          for item in self.items]
         self._text_memo: dict[str, Conditioning] = {}
+        self._rank, self._world, self._main = 0, 1, True  # this process among the run's (set by `run`)
 
     def _text_encoders(self) -> list[torch.nn.Module]:
         pipe = self.base.pipe
@@ -149,6 +157,10 @@ class LoraTrainer:
         cfg = self.config
         started_at = datetime.now(UTC)
         accelerator = Accelerator(mixed_precision=self.precision, cpu=self.device == "cpu")
+        self._rank, self._world = accelerator.process_index, accelerator.num_processes
+        self._main = accelerator.is_main_process
+        if self._world > 1:
+            self.device = str(accelerator.device)  # each process on its own GPU
         weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
 
         # 1. Freeze the base model; put it on the device in the training precision.
@@ -195,7 +207,7 @@ class LoraTrainer:
         optimizer = make_optimizer(cfg, groups)
         scheduler = get_scheduler(cfg.lr_scheduler, optimizer=optimizer, num_warmup_steps=cfg.lr_warmup_steps,
                                   num_training_steps=cfg.max_train_steps)
-        unet, optimizer = accelerator.prepare(unet, optimizer)
+        unet, optimizer = accelerator.prepare(unet, optimizer)  # DDP-wrapped when there are several processes
         params = [p for group in groups for p in group["params"]]
         noise_scheduler = self.base.noise_scheduler()
 
@@ -224,14 +236,14 @@ class LoraTrainer:
             losses.append(loss_value)
             step_times.append(time.perf_counter() - tick)
             done = step + 1
-            if self.hooks.on_step is not None:
-                recent = step_times[-20:]
-                self.hooks.on_step(StepReport(done, cfg.max_train_steps, loss_value, float(scheduler.get_last_lr()[0]),
-                                              order.position(done * cfg.gradient_accumulation_steps - 1)[0],
-                                              sum(recent) / len(recent)))
-            if done % cfg.checkpoint_every_steps == 0 and done < cfg.max_train_steps:
+            recent = step_times[-20:]
+            self._report(StepReport(done, cfg.max_train_steps, loss_value, float(scheduler.get_last_lr()[0]),
+                                    order.position(self._shard(done * cfg.gradient_accumulation_steps) - 1)[0],
+                                    sum(recent) / len(recent)))
+            if self._main and done % cfg.checkpoint_every_steps == 0 and done < cfg.max_train_steps:
                 self._save_checkpoint(done, trained, optimizer, scheduler, accelerator, order, losses)
-            if cfg.sample_every_steps and (done % cfg.sample_every_steps == 0 or done == cfg.max_train_steps):
+            if self._main and cfg.sample_every_steps and (done % cfg.sample_every_steps == 0
+                                                          or done == cfg.max_train_steps):
                 self._samples(done, trained)
 
         # 7. Collect the LoRA weights.
@@ -239,7 +251,7 @@ class LoraTrainer:
         weights = [lora.lora_weights(unwrapped)]
         if cfg.train_text_encoder:
             weights.append(lora.lora_weights(pipe.text_encoder))
-        last_micro = cfg.max_train_steps * cfg.gradient_accumulation_steps - 1
+        last_micro = self._shard(cfg.max_train_steps * cfg.gradient_accumulation_steps) - 1
         return TrainingResult(
             layouts=layouts, weights=weights, losses=losses, steps=cfg.max_train_steps,
             epochs=order.position(last_micro)[0] + 1, captions=self.captions,
@@ -247,10 +259,30 @@ class LoraTrainer:
             resumed_from=start_step or None, started_at=started_at, finished_at=datetime.now(UTC),
             cache_stats={"hits": self.cache.hits, "misses": self.cache.misses})
 
+    def _shard(self, m: int) -> int:
+        """Index in the data order of this process's micro-batch m (m itself with one process)."""
+        return m * self._world + self._rank
+
+    def _report(self, report: StepReport) -> None:
+        """Progress to the main process's hook; a cancel there stops every process after this step."""
+        cancelled = False
+        if self._main and self.hooks.on_step is not None:
+            try:
+                self.hooks.on_step(report)
+            except TrainingCancelled:
+                cancelled = True
+        if self._world > 1:
+            flag = [cancelled]
+            broadcast_object_list(flag)
+            cancelled = bool(flag[0])
+        if cancelled:
+            raise TrainingCancelled()
+
     # One micro-batch --------------------------------------------------------------------------------
     def _micro_batch_loss(self, m: int, order: BatchOrder, latents: list[tuple[torch.Tensor, torch.Tensor]],
                           buckets: list[Bucket], noise_scheduler: Any, unet: torch.nn.Module) -> torch.Tensor:
         cfg = self.config
+        m = self._shard(m)
         indices = order.batch(m)
         gen = torch.Generator(self.device).manual_seed(cfg.seed * 1_000_003 + m)
         rng = random.Random(f"mimicsafe-captions:{cfg.seed}:{m}")
@@ -391,7 +423,7 @@ class LoraTrainer:
 
     def _save_checkpoint(self, step: int, trained: list[torch.nn.Module], optimizer: Any, scheduler: Any,
                          accelerator: Accelerator, order: BatchOrder, losses: list[float]) -> None:
-        micro = step * self.config.gradient_accumulation_steps
+        micro = self._shard(step * self.config.gradient_accumulation_steps)
         epoch, index = order.position(micro)
         state = {
             "identity": self._identity(),

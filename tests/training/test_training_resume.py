@@ -13,7 +13,7 @@ from mimicsafe.settings import load_settings
 from mimicsafe.training.base import load_training_base
 from mimicsafe.training.buckets import bucket_for
 from mimicsafe.training.config import load_preset
-from mimicsafe.training.manifest import TrainingItem
+from mimicsafe.training.items import TrainingItem
 from mimicsafe.training.trainer import Hooks, LoraTrainer
 from tests.training.conftest import PALETTES, palette_image
 
