@@ -96,7 +96,7 @@ def _view_votes(index: MatchIndex, fp: Fingerprint) -> dict[int, dict[str, float
     if fp.robust.inset is not None:
         views["inset"] = fp.robust.inset.view
     for name, kp in views.items():
-        for slot, v in index._votes.votes(kp.descriptors[: index.vote_descriptors]).items():
+        for slot, v in index._votes.votes(kp.descriptors, index.vote_descriptors).items():
             out.setdefault(slot, {})[name] = v
     return out
 

@@ -158,7 +158,7 @@ def distinct_pairs(g: Gallery) -> dict:
         loo.remove(w.key)
         votes: dict[int, float] = {}
         for d in _descriptor_views(fp):
-            for slot, c in loo._votes.votes(d[: loo.vote_descriptors]).items():
+            for slot, c in loo._votes.votes(d, loo.vote_descriptors).items():
                 votes[slot] = max(votes.get(slot, 0.0), c)
         negative_votes.extend(votes.values())
         gate_pairs.update(frozenset((w.key, m.item_sha256)) for m in loo.search(fp))

@@ -8,10 +8,12 @@ Registered hashes are random 256-bit codes; for each check, true neighbours are 
 distances 0..31 from one of its 8 hashes, and near misses at 32..40 (which must not be returned).
 Methods, side by side on the same data:
 
-* `ownership.index.PdqMultiIndex` — multi-index hashing (11 substrings of 23 bits, 2 bit flips);
+* `ownership.index.PdqMultiIndex` — multi-index hashing (11 disjoint substrings of 22 bits and 6
+  sampled ones, 1 bit flip: exact up to distance 21, >= 99.5 % of neighbours at 31);
 * brute force — a NumPy scan with np.bitwise_count, the reference;
 * FAISS IndexBinaryFlat.range_search — FAISS's exact scan;
-* FAISS IndexBinaryMultiHash (11 x 23 bits, nflip 2) with --faiss-multihash (slow to build at 10M).
+* FAISS IndexBinaryMultiHash (11 x 23 bits, nflip 2, exact) with --faiss-multihash (slow to build at
+  10M; measured at 1M: 24 ms a check, 40 s to build, 1.5 GB).
 
 Latency is the median over checks of one single-threaded check.
 """
@@ -62,17 +64,21 @@ def _time(fn, reps: list) -> tuple[float, list]:
 
 
 def _score(found: list[dict[int, int]], planted: list[dict[int, int]], words: np.ndarray,
-           queries: np.ndarray) -> tuple[float, bool]:
-    """Recall of the planted neighbours, and whether every returned row really is within the threshold."""
-    hit = total = 0
+           queries: np.ndarray) -> tuple[float, float, bool]:
+    """Recall of the planted neighbours, recall of those at distance 22-31 (beyond the index's
+    pigeonhole guarantee), and whether every returned row really is within the threshold."""
+    hit = total = far_hit = far_total = 0
     exact = True
     for f, truth, q in zip(found, planted, queries, strict=False):
         total += len(truth)
         hit += sum(1 for row in truth if row in f)
+        far = [row for row, d in truth.items() if d >= 22]
+        far_total += len(far)
+        far_hit += sum(1 for row in far if row in f)
         for row, d in f.items():
             true_d = int(np.bitwise_count(np.bitwise_xor(words[row], hashes_to_words(q))).sum(axis=1).min())
             exact &= d == true_d <= THRESHOLD
-    return hit / max(total, 1), exact
+    return hit / max(total, 1), far_hit / max(far_total, 1), exact
 
 
 def run_size(n: int, checks: int, brute_checks: int, multihash: bool, rng: np.random.Generator) -> list[tuple]:
@@ -86,12 +92,12 @@ def run_size(n: int, checks: int, brute_checks: int, multihash: bool, rng: np.ra
     mih.seal()
     build = time.perf_counter() - t
     ms, found = _time(mih.search, list(queries))
-    recall, exact = _score(found, planted, words, queries)
-    rows.append(("PdqMultiIndex (MIH 11x23, 2 flips)", n, build, ms, recall, exact))
+    recall, far, exact = _score(found, planted, words, queries)
+    rows.append(("PdqMultiIndex (MIH 11+6 x 22, 1 flip)", n, build, ms, recall, far, exact))
 
     ms, found = _time(lambda q: brute_force_search(words, q, THRESHOLD), list(queries[:brute_checks]))
-    recall, exact = _score(found, planted[:brute_checks], words, queries[:brute_checks])
-    rows.append(("brute force NumPy bitwise_count", n, 0.0, ms, recall, exact))
+    recall, far, exact = _score(found, planted[:brute_checks], words, queries[:brute_checks])
+    rows.append(("brute force NumPy bitwise_count", n, 0.0, ms, recall, far, exact))
 
     t = time.perf_counter()
     flat = faiss.IndexBinaryFlat(256)
@@ -108,8 +114,8 @@ def run_size(n: int, checks: int, brute_checks: int, multihash: bool, rng: np.ra
         return search
 
     ms, found = _time(faiss_range(flat), list(queries[:brute_checks]))
-    recall, exact = _score(found, planted[:brute_checks], words, queries[:brute_checks])
-    rows.append(("FAISS IndexBinaryFlat range_search", n, build, ms, recall, exact))
+    recall, far, exact = _score(found, planted[:brute_checks], words, queries[:brute_checks])
+    rows.append(("FAISS IndexBinaryFlat range_search", n, build, ms, recall, far, exact))
     del flat
 
     if multihash:
@@ -119,8 +125,8 @@ def run_size(n: int, checks: int, brute_checks: int, multihash: bool, rng: np.ra
         mh.add(db)
         build = time.perf_counter() - t
         ms, found = _time(faiss_range(mh), list(queries))
-        recall, exact = _score(found, planted, words, queries)
-        rows.append(("FAISS IndexBinaryMultiHash 11x23 nflip 2", n, build, ms, recall, exact))
+        recall, far, exact = _score(found, planted, words, queries)
+        rows.append(("FAISS IndexBinaryMultiHash 11x23 nflip 2", n, build, ms, recall, far, exact))
         del mh
     return rows
 
@@ -139,12 +145,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"gate_lookup: 8 dihedral PDQ hashes per check, Hamming <= {THRESHOLD}, single-threaded; "
           f"3 true neighbours (distance 0..31) and 3 near misses (32..40) planted per check")
     print(f"{'method':42s} {'registered':>11s} {'build s':>8s} {'median ms':>10s} {'x index':>8s} "
-          f"{'recall':>7s} {'exact':>6s}")
+          f"{'recall':>7s} {'r 22-31':>8s} {'exact':>6s}")
     for n in (int(s) for s in args.sizes.split(",") if s.strip()):
         rows = run_size(n, args.checks, args.brute_checks, args.faiss_multihash, rng)
         base = rows[0][3]
-        for name, size, build, ms, recall, exact in rows:
-            print(f"{name:42s} {size:11,d} {build:8.1f} {ms:10.2f} {ms / base:8.1f} {recall:7.3f} "
+        for name, size, build, ms, recall, far, exact in rows:
+            print(f"{name:42s} {size:11,d} {build:8.1f} {ms:10.2f} {ms / base:8.1f} {recall:7.3f} {far:8.3f} "
                   f"{'yes' if exact else 'NO':>6s}")
     print("target: median <= 5 ms at 10M with recall >= 0.99")
 

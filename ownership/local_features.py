@@ -295,7 +295,7 @@ class Verification:
     inliers: int
     coverage: float  # share of detailed cells in the support region that agree after alignment
     area: float  # share of the registered work's area that the inliers span
-    cells: int  # detailed cells judged
+    cells: int  # detailed cells judged (0, and coverage 0, when the area was too small to be worth aligning)
     view: str  # "image", "mirror" or "inset": which view of the query matched
 
 
@@ -405,6 +405,10 @@ def _verify_view(kp: Keypoints, gray: np.ndarray, width: int, reg: Registered, p
     pts = rpts[inl.ravel() > 0]
     span = pts.max(axis=0) - pts.min(axis=0)
     area = float(span[0] * span[1]) / (reg.width * reg.height)
+    if area < p.min_area:
+        # cannot match whatever the pixels say (a shared signature or character head): skip the
+        # alignment, the costliest step, which most verified candidates of a new work reach
+        return Verification(False, inliers, 0.0, area, 0, name)
     coverage, cells = _alignment(gray, width, reg, m, pts, p)
     matched = cells >= p.min_cells and coverage >= p.min_coverage and area >= p.min_area
     return Verification(matched, inliers, coverage, area, cells, name)
