@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         description="Local-feature look-up: query descriptors that vote for candidates (fewer: faster, fewer catches).",
     )
     login_attempts_per_minute: int = Field(10, gt=0, description="Failed logins allowed per user and minute.")
+    uploads_per_hour: int = Field(
+        200, gt=0,
+        description="Files one account may upload per hour, rejected ones included (counted in the database: "
+                    "shared by every server, the CLI and the API).",
+    )
     trusted_proxies: str = Field(
         "127.0.0.1,::1",
         description="Proxies (IPs or networks, comma-separated; `*` any; empty none) whose X-Forwarded-Proto and "

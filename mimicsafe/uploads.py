@@ -17,16 +17,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from mimicsafe import audit
 from mimicsafe.accounts import get_user
 from mimicsafe.blobs import BlobStore
 from mimicsafe.context import Instance
-from mimicsafe.db.models import Upload, User
-from mimicsafe.errors import PermissionDenied
+from mimicsafe.db.models import Upload, User, utcnow
+from mimicsafe.errors import PermissionDenied, RateLimited
 from mimicsafe.imaging import NamedFile, decode_limits, display_name
 from mimicsafe.keys import registered_keys
 from mimicsafe.registry import Registry
@@ -100,6 +101,23 @@ def _artist(session: Session, username: str) -> User:
     return user
 
 
+UPLOAD_WINDOW = timedelta(hours=1)
+
+
+def require_upload_allowance(session: Session, settings: Settings, username: str, count: int) -> None:
+    """Refuse a batch that would take the account past `uploads_per_hour` (rejected files count too).
+    Counted from the stored uploads, so every web server, the CLI and the API share one limit."""
+    user = get_user(session=session, username=username)
+    since = utcnow() - UPLOAD_WINDOW
+    recent = session.scalar(select(func.count()).select_from(Upload).where(
+        Upload.user_id == user.id, Upload.created_at >= since)) or 0
+    if recent + count > settings.uploads_per_hour:
+        left = max(settings.uploads_per_hour - recent, 0)
+        raise RateLimited(f"upload limit reached: {settings.uploads_per_hour} files per hour per account; "
+                          f"{recent} in the last hour, {left} left, {count} sent. Nothing was stored; "
+                          "try again later or send fewer files")
+
+
 def _accepted_shas(session: Session, user_id: int) -> set[str]:
     rows = session.scalars(select(Upload.sha256).where(
         Upload.user_id == user_id, Upload.deleted_at.is_(None),
@@ -168,6 +186,7 @@ def prepare_uploads(*, instance: Instance, username: str, files: Sequence[NamedF
     settings = instance.settings
     with instance.reading() as session:
         user = _artist(session, username)
+        require_upload_allowance(session, settings, username, len(files))  # before any expensive work
         previous = _accepted_shas(session, user.id)
         keys = registered_keys(session=session, user_id=user.id)
     prepared = []
@@ -207,6 +226,7 @@ def upload_files(*, session: Session, blobs: BlobStore, registry: Registry, sett
     With `prepared` (from `prepare_uploads`, for the same files) the verdicts judged there are reused
     when their inputs still hold, and judged again here when not; otherwise the gate runs here."""
     user = _artist(session, username)  # again: the account may have been disabled since it was prepared
+    require_upload_allowance(session, settings, username, len(files))  # again, under the lock: exact
     previous = _accepted_shas(session, user.id)
     keys = registered_keys(session=session, user_id=user.id)
     if prepared is not None and [p.file for p in prepared] != list(files):

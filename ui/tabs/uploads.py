@@ -93,6 +93,8 @@ def build(instance: Instance) -> Panel:
         sigs = read_uploads(signature_paths, max_bytes=settings.max_upload_bytes)
         if not files:
             raise gr.Error("Choose one or more images to upload.", print_exception=False)
+        with instance.reading() as session:  # the whole batch, before the first file is judged
+            upload_service.require_upload_allowance(session, settings, who.username, len(files))
         payloads, cards = [], []
         for file in progress.tqdm(files, desc="Checking ownership"):
             # One file, one transaction: a crash loses nothing done. The gate runs before the write lock.
