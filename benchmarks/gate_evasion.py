@@ -281,8 +281,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _passes(v, p: VerifyParams) -> bool:
-    return v.inliers >= p.min_inliers and v.cells >= p.min_cells and v.coverage >= p.min_coverage and \
-        v.area >= p.min_area
+    return p.passes(inliers=v.inliers, cells=v.cells, coverage=v.coverage, area=v.area)
 
 
 def _margins(rows: list[dict], negatives: list, candidates: list, negative_votes: list[float]) -> None:

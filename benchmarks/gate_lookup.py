@@ -26,7 +26,7 @@ import time
 import faiss
 import numpy as np
 
-from ownership.index import PdqMultiIndex, brute_force_search, hashes_to_words
+from ownership.index import PdqMultiIndex, brute_force_search, hamming_words, hashes_to_words
 
 THRESHOLD = 31
 
@@ -76,7 +76,7 @@ def _score(found: list[dict[int, int]], planted: list[dict[int, int]], words: np
         far_total += len(far)
         far_hit += sum(1 for row in far if row in f)
         for row, d in f.items():
-            true_d = int(np.bitwise_count(np.bitwise_xor(words[row], hashes_to_words(q))).sum(axis=1).min())
+            true_d = int(hamming_words(words[row], hashes_to_words(q)).min())
             exact &= d == true_d <= THRESHOLD
     return hit / max(total, 1), far_hit / max(far_total, 1), exact
 

@@ -133,9 +133,7 @@ class PdqMultiIndex:
         self._alive[self._size: self._size + n] = True
         rows = np.arange(self._size, self._size + n)
         self._size += n
-        if self._size - self._sealed > max(4096, self._sealed // 16):
-            self.seal()
-        return rows
+        return rows  # the tables are rebuilt by the next search if the unsealed tail has grown large
 
     def remove(self, row: int) -> None:
         self._alive[row] = False
@@ -167,6 +165,8 @@ class PdqMultiIndex:
 
     def search(self, hashes: np.ndarray) -> dict[int, int]:
         """Rows within the threshold of any of the query hashes: {row: smallest distance}."""
+        if self._size - self._sealed > max(4096, self._sealed // 16):
+            self.seal()  # here, not in `add`: loading N works one by one seals once, not N / 4096 times
         q = hashes_to_words(np.asarray(hashes, np.uint8).reshape(-1, 32))
         cand_rows, cand_q = [], []
         if self._sealed:
@@ -562,7 +562,6 @@ class MatchIndex:
         if unknown:
             raise TypeError(f"unknown robust threshold(s) {sorted(unknown)}; known: "
                             f"{sorted(_VERIFY_FIELDS | _SEARCH_FIELDS)}")
-        self.pdq_threshold = pdq_threshold
         self.min_pdq_quality = min_pdq_quality
         self.candidates = int(robust_thresholds.pop("candidates", 8))
         self.min_votes = float(robust_thresholds.pop("min_votes", 4))

@@ -16,7 +16,7 @@ All functions here are pure; `ownership.index` decides which registered works to
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -258,6 +258,11 @@ class VerifyParams:
     min_coverage: float = 0.6  # share of those cells that must agree
     min_area: float = 0.05  # share of the registered work's area the inliers must span
 
+    def passes(self, *, inliers: int, cells: int, coverage: float, area: float) -> bool:
+        """The match rule: enough inliers spanning enough of the work, enough detailed cells, enough agree."""
+        return (inliers >= self.min_inliers and area >= self.min_area and cells >= self.min_cells
+                and coverage >= self.min_coverage)
+
 
 @dataclass(frozen=True)
 class Registered:
@@ -410,34 +415,37 @@ def _verify_view(kp: Keypoints, gray: np.ndarray, width: int, reg: Registered, p
         # alignment, the costliest step, which most verified candidates of a new work reach
         return Verification(False, inliers, 0.0, area, 0, name)
     coverage, cells = _alignment(gray, width, reg, m, pts, p)
-    matched = cells >= p.min_cells and coverage >= p.min_coverage and area >= p.min_area
-    return Verification(matched, inliers, coverage, area, cells, name)
+    return Verification(p.passes(inliers=inliers, cells=cells, coverage=coverage, area=area), inliers, coverage,
+                        area, cells, name)
 
 
 VIEWS = ("image", "mirror", "inset")
 
 
-def _views(query: LocalFeatures) -> dict[str, tuple[Keypoints, np.ndarray, int]]:
-    views = {"image": (query.view, query.gray, query.width),
-             # the mirror view's frame is the query's frame flipped left-right
-             "mirror": (query.mirror, np.ascontiguousarray(query.gray[:, ::-1]), query.width)}
-    if query.inset is not None:
-        views["inset"] = (query.inset.view, query.inset.gray, query.inset.width)
-    return views
+def _view(query: LocalFeatures, name: str) -> tuple[Keypoints, np.ndarray, int] | None:
+    """A view's keypoints, grey working image and width; None for an inset the query does not have."""
+    if name == "image":
+        return query.view, query.gray, query.width
+    if name == "mirror":  # the mirror view's frame is the query's frame flipped left-right
+        return query.mirror, np.ascontiguousarray(query.gray[:, ::-1]), query.width
+    if name == "inset" and query.inset is not None:
+        return query.inset.view, query.inset.gray, query.inset.width
+    return None
+
+
+def _verifications(query: LocalFeatures, reg: Registered, p: VerifyParams,
+                   views: tuple[str, ...]) -> Iterator[Verification]:
+    """Each named view's verification, in order, for the views that reached the geometric check."""
+    for name in views:
+        view = _view(query, name)
+        if view is not None and (v := _verify_view(*view, reg, p, name)) is not None:
+            yield v
 
 
 def verify_views(query: LocalFeatures, reg: Registered, p: VerifyParams,
                  views: tuple[str, ...] = VIEWS) -> list[Verification]:
     """One verification per view of the query (as is, mirrored, inset) that reached the alignment step."""
-    available = _views(query)
-    out = []
-    for name in views:
-        if name in available:
-            kp, gray, width = available[name]
-            v = _verify_view(kp, gray, width, reg, p, name)
-            if v is not None:
-                out.append(v)
-    return out
+    return list(_verifications(query, reg, p, views))
 
 
 def verify(query: LocalFeatures, reg: Registered, params: VerifyParams | None = None,
@@ -447,16 +455,8 @@ def verify(query: LocalFeatures, reg: Registered, params: VerifyParams | None = 
     `views` are tried in order and the first that matches is returned; the index passes them most
     voted first and leaves out views without votes.
     """
-    p = params or VerifyParams()
-    available = _views(query)
     best = NO_MATCH
-    for name in views:
-        if name not in available:
-            continue
-        kp, gray, width = available[name]
-        v = _verify_view(kp, gray, width, reg, p, name)
-        if v is None:
-            continue
+    for v in _verifications(query, reg, params or VerifyParams(), views):  # lazily: stops at a match
         if v.matched:
             return v
         if (v.coverage * v.cells, v.inliers) > (best.coverage * best.cells, best.inliers):
