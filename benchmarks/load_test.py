@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import os
 import secrets
@@ -134,6 +133,7 @@ def populate(instance, files: Path, count: int, *, with_models: bool) -> list[Ar
     from mimicsafe import accounts, keys, portfolio
     from mimicsafe.db.models import Dataset, LoraModel, TrainingJob
     from mimicsafe.imaging import NamedFile
+    from mimicsafe.training.manifest import manifest_sha256
     from ownership.signatures import generate_keypair
 
     lora_sha = instance.blobs.put(_lora_file()) if with_models else None
@@ -157,11 +157,11 @@ def populate(instance, files: Path, count: int, *, with_models: bool) -> list[Ar
                 user = accounts.get_user(session=session, username=name)
                 manifest = {"artist": name, "items": [], "made_for": "load test"}
                 dataset = Dataset(user_id=user.id, manifest=manifest, item_count=0, policy_version="1",
-                                  manifest_sha256=hashlib.sha256(repr(manifest).encode()).hexdigest())
+                                  manifest_sha256=manifest_sha256(manifest))
                 session.add(dataset)
                 session.flush()
                 job = TrainingJob(user_id=user.id, dataset_id=dataset.id, preset="tiny", config={},
-                                  status="succeeded")
+                                  status="completed")
                 session.add(job)
                 session.flush()
                 model = LoraModel(user_id=user.id, job_id=job.id, name=f"{name} style", blob_sha256=lora_sha,

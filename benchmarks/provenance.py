@@ -31,6 +31,7 @@ from mimicsafe.provenance.content_credentials import LoraIngredient
 from mimicsafe.provenance.credentials import ensure_credentials
 from mimicsafe.provenance.marking import MarkedImage, mark_image
 from mimicsafe.provenance.metadata import GenerationFacts
+from mimicsafe.settings import Settings
 
 LORA = LoraIngredient(name="bench-style", sha256="ab" * 32, model_id=1, artist="bench")
 
@@ -58,10 +59,11 @@ def time_generation(pipe: object, steps: int, seed: int = 0) -> tuple[float, np.
 
 def time_marks(rgb: np.ndarray, repeats: int, home: Path) -> tuple[float, dict[str, float], MarkedImage]:
     credentials = ensure_credentials(home)
+    settings = Settings(home=home)
     totals, parts, marked = [], [], None
     for index in range(repeats):
         start = time.perf_counter()
-        marked = mark_image(rgb, facts=facts(index), lora=LORA, credentials=credentials)
+        marked = mark_image(rgb, facts=facts(index), lora=LORA, credentials=credentials, settings=settings)
         totals.append(time.perf_counter() - start)
         parts.append(marked.timings_ms)
     assert marked is not None

@@ -79,7 +79,7 @@ def generate_command(
         fail(str(exc), EXIT_BAD_INPUT)
     instance = state.instance()
     if model is None:
-        with instance.transaction() as session:
+        with instance.reading() as session:
             model = latest_model_id(session=session, username=username)
 
     def progress(done: int, total: int) -> None:

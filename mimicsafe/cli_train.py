@@ -61,7 +61,7 @@ def train(
     instance = state.instance()
     job = service.submit_training(instance=instance, queue=build_queue(instance), username=username, actor=username,
                                   preset=preset, steps=steps, captions=_read_captions(captions))
-    with instance.transaction() as session:
+    with instance.reading() as session:
         view = service.get_job(session=session, job_id=job.id, actor=username).to_json()
     if not wait:
         emit(state, view, _job_text(view))
@@ -70,7 +70,7 @@ def train(
     last_step = -1
     while view["status"] not in service.FINISHED:
         time.sleep(POLL_S)
-        with instance.transaction() as session:
+        with instance.reading() as session:
             view = service.get_job(session=session, job_id=job.id, actor=username).to_json()
         if view["step"] != last_step:
             last_step = view["step"]
@@ -84,7 +84,7 @@ def train(
 def jobs_list(ctx: typer.Context, username: str) -> None:
     """List USERNAME's training jobs, newest first."""
     state = state_of(ctx)
-    with state.instance().transaction() as session:
+    with state.instance().reading() as session:
         views = [v.to_json() for v in service.list_jobs(session=session, username=username, actor=username)]
     emit(state, {"jobs": views}, "\n".join(_job_text(v) for v in views) or "no training jobs")
 
@@ -93,7 +93,7 @@ def jobs_list(ctx: typer.Context, username: str) -> None:
 def jobs_show(ctx: typer.Context, username: str, job_id: int) -> None:
     """Progress of one of USERNAME's jobs: step, loss, ETA, queue position, samples."""
     state = state_of(ctx)
-    with state.instance().transaction() as session:
+    with state.instance().reading() as session:
         view = service.get_job(session=session, job_id=job_id, actor=username).to_json()
     emit(state, view, _job_text(view))
 
@@ -113,7 +113,7 @@ def jobs_cancel(ctx: typer.Context, username: str, job_id: int) -> None:
 def lora_list(ctx: typer.Context, username: str) -> None:
     """List USERNAME's trained LoRA models."""
     state = state_of(ctx)
-    with state.instance().transaction() as session:
+    with state.instance().reading() as session:
         rows: list[dict[str, Any]] = [
             {"model_id": m.id, "name": m.name, "job_id": m.job_id, "blob_sha256": m.blob_sha256,
              "created_at": m.created_at.isoformat()}

@@ -9,7 +9,7 @@ from mimicsafe.settings import Settings
 from ownership.decode import decode_image
 from ownership.errors import DecodeError
 from ownership.fingerprint import Fingerprint, compute_fingerprint
-from ownership.types import DecodeLimits
+from ownership.types import DecodedImage, DecodeLimits
 
 
 def decode_limits(settings: Settings) -> DecodeLimits:
@@ -37,4 +37,10 @@ def fingerprint_or_refuse(file: NamedFile, settings: Settings) -> Fingerprint:
         image = decode_image(file.data, decode_limits(settings))
     except DecodeError as exc:
         raise ValidationFailed(f"{file.name}: {exc.code}: {exc.detail}") from None
+    return fingerprint_of(image, settings)
+
+
+def fingerprint_of(image: DecodedImage, settings: Settings) -> Fingerprint:
+    """An image's fingerprint with the instance's PDQ quality setting: every site (the gate, training's
+    re-check, marking and verifying outputs) must use this, or one setting gives two fingerprints."""
     return compute_fingerprint(image, min_pdq_quality=settings.pdq_min_quality)

@@ -107,7 +107,10 @@ UPLOAD_WINDOW = timedelta(hours=1)
 def require_upload_allowance(session: Session, settings: Settings, username: str, count: int) -> None:
     """Refuse a batch that would take the account past `uploads_per_hour` (rejected files count too).
     Counted from the stored uploads, so every web server, the CLI and the API share one limit."""
-    user = get_user(session=session, username=username)
+    _require_allowance(session, settings, get_user(session=session, username=username), count)
+
+
+def _require_allowance(session: Session, settings: Settings, user: User, count: int) -> None:
     since = utcnow() - UPLOAD_WINDOW
     recent = session.scalar(select(func.count()).select_from(Upload).where(
         Upload.user_id == user.id, Upload.created_at >= since)) or 0
@@ -186,7 +189,7 @@ def prepare_uploads(*, instance: Instance, username: str, files: Sequence[NamedF
     settings = instance.settings
     with instance.reading() as session:
         user = _artist(session, username)
-        require_upload_allowance(session, settings, username, len(files))  # before any expensive work
+        _require_allowance(session, settings, user, len(files))  # before any expensive work
         previous = _accepted_shas(session, user.id)
         keys = registered_keys(session=session, user_id=user.id)
     prepared = []
@@ -226,7 +229,7 @@ def upload_files(*, session: Session, blobs: BlobStore, registry: Registry, sett
     With `prepared` (from `prepare_uploads`, for the same files) the verdicts judged there are reused
     when their inputs still hold, and judged again here when not; otherwise the gate runs here."""
     user = _artist(session, username)  # again: the account may have been disabled since it was prepared
-    require_upload_allowance(session, settings, username, len(files))  # again, under the lock: exact
+    _require_allowance(session, settings, user, len(files))  # again, under the lock: exact
     previous = _accepted_shas(session, user.id)
     keys = registered_keys(session=session, user_id=user.id)
     if prepared is not None and [p.file for p in prepared] != list(files):
@@ -235,12 +238,13 @@ def upload_files(*, session: Session, blobs: BlobStore, registry: Registry, sett
     for i, file in enumerate(files):
         ready = prepared[i] if prepared is not None else None
         if ready is None or not _still_holds(session, registry, ready, keys, previous):
-            ready = _judge(registry.snapshot(session), settings, user, keys, file, signature_for(file, signatures),
-                           previous)
+            # the prepared entry's signature was found (and its file hashed) once already
+            signature = ready.signature if ready is not None else signature_for(file, signatures)
+            ready = _judge(registry.snapshot(session), settings, user, keys, file, signature, previous)
         evidence = ready.evidence
         verdict = evidence.verdict
-        if len(file.data) <= settings.max_upload_bytes:
-            blobs.put(file.data)  # before the row (a no-op if prepared stored it): a crash leaves only a blob
+        if prepared is None and len(file.data) <= settings.max_upload_bytes:
+            blobs.put(file.data)  # before the row: a crash leaves only a blob (`prepare_uploads` stored it already)
         codes = {r.code for r in verdict.reasons}
         review = "pending" if verdict.decision == "rejected" and not codes & NOT_REVIEWABLE else "none"
         row = Upload(user_id=user.id, sha256=verdict.sha256, file_name=display_name(file.name),

@@ -34,10 +34,6 @@ def device_and_dtype(settings: Settings) -> tuple[str, torch.dtype]:
     return "cpu", torch.float32
 
 
-def base_model_name(settings: Settings) -> str:
-    return "mimicsafe-tiny-demo" if settings.uses_demo_model else str(settings.base_model)
-
-
 class BasePipelines:
     """Keeps the last base pipeline this process loaded and lends it out one generation at a time."""
 

@@ -40,6 +40,7 @@ from mimicsafe.provenance.credentials import ensure_credentials
 from mimicsafe.provenance.marking import MarkedImage, mark_image
 from mimicsafe.provenance.metadata import GenerationFacts
 from mimicsafe.registry import GENERATION_REGISTERED
+from mimicsafe.training.config import library_versions
 from mimicsafe.uploads import eligible_uploads
 from ownership.decode import decode_image
 from ownership.errors import DecodeError
@@ -136,7 +137,7 @@ def _palette_works(session: Session, instance: Instance, artist: User) -> tuple[
 
 
 def _prepare(instance: Instance, *, actor: str, username: str, model_id: int, config: GenerationConfig) -> _Request:
-    with instance.transaction() as session:
+    with instance.reading() as session:
         artist, model = _authorise(session, actor=actor, username=username, model_id=model_id)
         works = _palette_works(session, instance, artist) if config.sheet == "palette" else ()
         return _Request(actor=actor, artist=artist.username, artist_id=artist.id, model_id=model.id,
@@ -206,7 +207,7 @@ def _new_public_id(session: Session, taken: set[str]) -> str:
 
 
 def _base_model_name(instance: Instance) -> str:
-    from mimicsafe.generation.pipeline import base_model_name
+    from mimicsafe.models.loading import base_model_name
 
     return base_model_name(instance.settings)
 
@@ -226,19 +227,9 @@ def _compose(request: _Request, config: GenerationConfig, rendered: _Rendered, f
     return sheet.rgb, layout
 
 
-def _versions() -> dict[str, str]:
-    found = {}
-    for package in _VERSIONED:
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = "absent"
-    return found
-
-
 def _params(instance: Instance, request: _Request, config: GenerationConfig, facts: GenerationFacts,
             output: _Rendered, image: np.ndarray, layout: list[dict[str, Any]], swatches: list[Swatch],
-            marked: MarkedImage, *, signer: str) -> dict[str, Any]:
+            marked: MarkedImage, *, signer: str, versions: dict[str, str]) -> dict[str, Any]:
     """Everything about an output that has no column of its own (Generation.params)."""
     render_h, render_w = output.panels[0][2].shape[:2]
     return {
@@ -253,7 +244,7 @@ def _params(instance: Instance, request: _Request, config: GenerationConfig, fac
         "c2pa": {"signer": signer},
         "watermark": {"alg": SOFT_BINDING_ALG, "reads_back": marked.watermark_reads_back},
         "timings_ms": {k: round(v, 1) for k, v in marked.timings_ms.items()},
-        "versions": _versions(),
+        "versions": versions,
     }
 
 
@@ -301,9 +292,10 @@ def generate(*, instance: Instance, actor: str, username: str, model_id: int, co
     base_model = _base_model_name(instance)
     kind = "image" if config.sheet is None else f"sheet:{config.sheet}"
     software = f"MimicSafe {importlib.metadata.version('mimicsafe')}"
+    versions = library_versions(_VERSIONED)  # once per call, shared by its outputs
     lora = LoraIngredient(name=request.model_name, sha256=request.lora_sha256, model_id=request.model_id,
                           artist=request.artist)
-    with instance.transaction() as session:
+    with instance.reading() as session:
         taken: set[str] = set()
         public_ids = [_new_public_id(session, taken) for _ in rendered]
     items = []
@@ -313,9 +305,9 @@ def generate(*, instance: Instance, actor: str, username: str, model_id: int, co
                                 prompt=config.prompt, seed=output.seed, kind=kind,
                                 created_at=datetime.now(UTC).replace(microsecond=0), software=software)
         image, layout = _compose(request, config, output, facts, swatches)
-        marked = mark_image(image, facts=facts, lora=lora, credentials=credentials)
+        marked = mark_image(image, facts=facts, lora=lora, credentials=credentials, settings=instance.settings)
         params = _params(instance, request, config, facts, output, image, layout, swatches, marked,
-                         signer=credentials.signer_subject)
+                         signer=credentials.signer_subject, versions=versions)
         items.append((facts, marked, params))
 
     # 4. Store and register.

@@ -28,8 +28,12 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, PreTraine
 
 from mimicsafe.errors import MimicSafeError
 from mimicsafe.models.tiny import build_tiny_pipeline, build_tiny_tokenizer
+from mimicsafe.settings import Settings
 
 Kind = Literal["sd15", "sdxl"]
+
+TINY_MODEL_NAME = "mimicsafe-tiny-seed0"
+"""The built-in tiny model (`build_tiny_pipeline(seed=0)`), as training and generation record it."""
 
 # Names the operator sees in error messages. The settings object maps them to MIMICSAFE_* variables.
 BASE_MODEL_SETTING = "base_model (MIMICSAFE_BASE_MODEL)"
@@ -55,6 +59,14 @@ class ModelLoadError(MimicSafeError, ValueError):
 
 
 # Where the component configs live ---------------------------------------------------------------------
+
+
+def base_model_name(settings: Settings) -> str:
+    """The configured base model as outputs and LoRA files record it: a model name, never a path (the
+    server's directories stay on the server): the tiny model's name, a folder's or a file's own name."""
+    if settings.base_model is None:
+        return TINY_MODEL_NAME
+    return Path(settings.base_model).expanduser().name
 
 
 def configs_dir() -> Path:

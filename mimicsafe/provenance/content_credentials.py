@@ -22,6 +22,7 @@ from typing import Any
 
 import c2pa
 
+from mimicsafe.errors import MimicSafeError
 from mimicsafe.provenance.credentials import InstanceCredentials
 from mimicsafe.provenance.metadata import TRAINED_ALGORITHMIC_MEDIA, GenerationFacts
 from ownership.signals import C2PA_OFFLINE, c2pa_store
@@ -32,8 +33,9 @@ TRAINING_MINING = "cawg.training-mining"
 _LORA_INGREDIENT = "lora"
 
 
-class ContentCredentialsError(Exception):
-    """Signing failed: the SDK's message, prefixed with what we were doing."""
+class ContentCredentialsError(MimicSafeError):
+    """Signing or reading failed: the SDK's message, prefixed with what we were doing. A MimicSafeError,
+    so the CLI and the UI report it as a refusal with its message rather than as a crash."""
 
 
 @dataclass(frozen=True)

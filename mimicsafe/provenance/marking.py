@@ -19,11 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mimicsafe.imaging import fingerprint_of
 from mimicsafe.provenance.content_credentials import LoraIngredient, sign_png
 from mimicsafe.provenance.credentials import InstanceCredentials
 from mimicsafe.provenance.metadata import GenerationFacts, png_with_metadata
 from mimicsafe.provenance.watermark import WatermarkConfig, detect, embed
-from ownership.fingerprint import Fingerprint, compute_fingerprint
+from mimicsafe.settings import Settings
+from ownership.fingerprint import Fingerprint
 from ownership.types import DecodedImage
 
 
@@ -49,8 +51,10 @@ def payload_bytes(generation_id: str) -> bytes:
 
 
 def mark_image(rgb: np.ndarray, *, facts: GenerationFacts, lora: LoraIngredient,
-               credentials: InstanceCredentials, watermark: WatermarkConfig = WatermarkConfig()) -> MarkedImage:
-    """Watermark, fingerprint, encode with metadata and sign one output, in that order."""
+               credentials: InstanceCredentials, settings: Settings,
+               watermark: WatermarkConfig = WatermarkConfig()) -> MarkedImage:
+    """Watermark, fingerprint, encode with metadata and sign one output, in that order. `settings` gives
+    the PDQ quality setting, so the fingerprint is the one the gate computes for the same pixels."""
     payload = payload_bytes(facts.generation_id)
     timings: dict[str, float] = {}
 
@@ -62,7 +66,7 @@ def mark_image(rgb: np.ndarray, *, facts: GenerationFacts, lora: LoraIngredient,
     timings["watermark_check"] = 1000 * (time.perf_counter() - start)
 
     start = time.perf_counter()
-    fingerprint = compute_fingerprint(DecodedImage(rgb=np.ascontiguousarray(marked), format="PNG"))
+    fingerprint = fingerprint_of(DecodedImage(rgb=np.ascontiguousarray(marked), format="PNG"), settings)
     timings["fingerprint"] = 1000 * (time.perf_counter() - start)
 
     start = time.perf_counter()

@@ -26,14 +26,13 @@ from sqlalchemy.orm import Session
 from mimicsafe.context import Instance
 from mimicsafe.db.models import Generation, LoraModel, User
 from mimicsafe.errors import ValidationFailed
-from mimicsafe.imaging import decode_limits
+from mimicsafe.imaging import decode_limits, fingerprint_of
 from mimicsafe.provenance.content_credentials import ContentCredentialsError, ManifestReport, read_manifest
 from mimicsafe.provenance.credentials import load_credentials
 from mimicsafe.provenance.metadata import prompt_sha256
 from mimicsafe.provenance.watermark import Detection, detect
 from ownership.decode import decode_image, sniff_format
 from ownership.errors import DecodeError
-from ownership.fingerprint import compute_fingerprint
 from ownership.policy import GENERATED_OWNER
 
 METHODS = ("c2pa", "watermark", "fingerprint")
@@ -136,7 +135,7 @@ def verify_image(*, instance: Instance, data: bytes) -> VerifyReport:
     # 2. The watermark in the pixels.
     detection = detect(image.rgb)
     # 3. The fingerprint against the registered outputs.
-    fingerprint = compute_fingerprint(image)
+    fingerprint = fingerprint_of(image, instance.settings)
 
     named: dict[int, list[str]] = {}
     rows: dict[int, Generation] = {}

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
 
 from mimicsafe.errors import ValidationFailed
-from mimicsafe.models.loading import load_base_pipeline
+from mimicsafe.models.loading import TINY_MODEL_NAME, base_model_name, load_base_pipeline
 from mimicsafe.models.tiny import build_tiny_pipeline, training_noise_scheduler
 from mimicsafe.settings import Settings
 from mimicsafe.training.config import ModelFamily
-
-TINY_MODEL_NAME = "mimicsafe-tiny-seed0"
 
 # modelspec.architecture and kohya's ss_base_model_version for each family.
 ARCHITECTURES = {"tiny": "mimicsafe-tiny/lora", "sd15": "stable-diffusion-v1/lora",
@@ -110,4 +107,4 @@ def load_training_base(settings: Settings, family: ModelFamily, *, device: str =
     if actual != family:
         raise ValidationFailed(f"the configured base model is {actual}, but the preset trains {family}: "
                                f"use the {actual} preset")
-    return BaseModel(family, pipe, Path(settings.base_model).name)
+    return BaseModel(family, pipe, base_model_name(settings))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -182,9 +183,10 @@ def load_preset(name: str, *, presets_dir: Path | None = None, **overrides: Any)
         raise ValueError(f"preset {name}: {exc}") from exc
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(packages: Sequence[str] = _VERSIONED) -> dict[str, str]:
+    """The installed version of each of `packages` ("not installed" when absent), for provenance records."""
     versions = {}
-    for name in _VERSIONED:
+    for name in packages:
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from mimicsafe.blobs import BlobStore
 from mimicsafe.db.models import ArtistKey, Dataset, Upload, User
 from mimicsafe.errors import BlobError, NotFoundError, ValidationFailed
-from mimicsafe.imaging import decode_limits
+from mimicsafe.imaging import decode_limits, fingerprint_of
 from mimicsafe.registry import Registry
 from mimicsafe.settings import Settings
 from mimicsafe.training.errors import DatasetRefused
@@ -39,7 +39,6 @@ from mimicsafe.uploads import eligible_uploads
 from ownership import reasons
 from ownership.decode import decode_image
 from ownership.errors import DecodeError
-from ownership.fingerprint import compute_fingerprint
 from ownership.policy import POLICY_VERSION
 
 MANIFEST_FORMAT = "mimicsafe.dataset/1"
@@ -136,7 +135,7 @@ def _load_one(session: Session, blobs: BlobStore, registry: Registry, settings: 
         image = decode_image(data, decode_limits(settings))
     except DecodeError as exc:
         raise DatasetRefused(f"{label} cannot be decoded: {exc.code}: {exc.detail}", item=label) from None
-    _check_new_matches(session, registry, user, upload, label, image)
+    _check_new_matches(session, registry, settings, user, upload, label, image)
     return TrainingItem(upload_id=upload.id, sha256=upload.sha256, name=upload.file_name,
                         caption=item.get("caption"), rgb=image.rgb)
 
@@ -154,10 +153,11 @@ def _check_keys(upload: Upload, label: str, revoked_keys: set[str]) -> None:
                              item=label)
 
 
-def _check_new_matches(session: Session, registry: Registry, user: User, upload: Upload, label: str,
+def _check_new_matches(session: Session, registry: Registry, settings: Settings, user: User, upload: Upload,
+                       label: str,
                        image: Any) -> None:
     seen = {m["item_sha256"] for m in upload.verdict.get("matches", [])}
-    for match in registry.search(session, compute_fingerprint(image), sha256=upload.sha256):
+    for match in registry.search(session, fingerprint_of(image, settings), sha256=upload.sha256):
         if match.owner != user.username and match.item_sha256 not in seen:
             who = {"optout": "the do-not-train registry", "generated": "an image generated here"}.get(
                 match.owner, "another artist's verified work")

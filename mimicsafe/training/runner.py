@@ -115,11 +115,14 @@ class _Progress:
     def on_step(self, report: Any) -> None:
         self.recent.append(report.loss)
         final = report.step == report.total
-        with self.instance.transaction() as session:
-            job = session.get(TrainingJob, self.job_id)
-            assert job is not None
-            cancelled = job.cancel_requested and not final
-            if cancelled or final or time.monotonic() - self.last_write >= PROGRESS_INTERVAL_S:
+        with self.instance.reading() as session:  # every step reads; only some write (no write lock here)
+            cancelled = bool(session.scalar(select(TrainingJob.cancel_requested).where(
+                TrainingJob.id == self.job_id))) and not final
+        if cancelled or final or time.monotonic() - self.last_write >= PROGRESS_INTERVAL_S:
+            with self.instance.transaction() as session:
+                job = session.get(TrainingJob, self.job_id)
+                assert job is not None
+                cancelled = cancelled or (job.cancel_requested and not final)
                 job.step, job.loss = report.step, sum(self.recent) / len(self.recent)
                 job.eta_seconds = (report.total - report.step) * report.seconds_per_step
                 job.heartbeat_at = _now()
@@ -179,27 +182,35 @@ def run_claimed_job(instance: Instance, job_id: int, *, device: str | None = Non
     return {"job_id": job_id, "status": "completed", "model_id": model_id}
 
 
+def _mark_completed(instance: Instance, job_id: int) -> None:
+    with instance.transaction() as session:
+        job = session.get(TrainingJob, job_id)
+        assert job is not None
+        job.status, job.step = "completed", job.total_steps
+
+
 def train_job(instance: Instance, job_id: int, device: str | None, *, follower: bool = False) -> int | None:
     """Check the data, train and store the model. A `follower` (a non-main process of a multi-process
     run, see `launch.py`) trains its share of each step and writes nothing."""
     from mimicsafe.training.base import load_training_base
     from mimicsafe.training.trainer import Hooks, LoraTrainer
 
-    with instance.transaction() as session:
+    with instance.reading() as session:  # decoding and re-checking every item holds no write lock
         job = session.get(TrainingJob, job_id)
         assert job is not None
         existing = session.scalar(select(LoraModel.id).where(LoraModel.job_id == job_id))
-        if existing is not None:  # trained before a crash that came after the commit: nothing to redo
-            if not follower:
-                job.status, job.step = "completed", job.total_steps
-            return existing
-        dataset = dataset_of(session, job)
-        artist = session.get(User, job.user_id).username  # type: ignore[union-attr]
-        items = load_items(session=session, blobs=instance.blobs, registry=instance.registry,
-                           settings=instance.settings, dataset=dataset)
-        config = TrainingConfig.from_dict(job.config)
-        dataset_info: dict[str, Any] = {"sha256": dataset.manifest_sha256, "items": dataset.item_count,
-                                        "policy_version": dataset.policy_version}
+        if existing is None:
+            dataset = dataset_of(session, job)
+            artist = session.get(User, job.user_id).username  # type: ignore[union-attr]
+            items = load_items(session=session, blobs=instance.blobs, registry=instance.registry,
+                               settings=instance.settings, dataset=dataset)
+            config = TrainingConfig.from_dict(job.config)
+            dataset_info: dict[str, Any] = {"sha256": dataset.manifest_sha256, "items": dataset.item_count,
+                                            "policy_version": dataset.policy_version}
+    if existing is not None:  # trained before a crash that came after the commit: nothing to redo
+        if not follower:
+            _mark_completed(instance, job_id)
+        return existing
     work = job_dir(instance.settings, job_id)
     if not follower:
         work.mkdir(parents=True, exist_ok=True)
@@ -207,8 +218,8 @@ def train_job(instance: Instance, job_id: int, device: str | None, *, follower: 
                                                       "library_versions": library_versions()},
                                                      indent=2, sort_keys=True), encoding="utf-8")
     base = load_training_base(instance.settings, config.model_family, device=device or _default_device())
-    progress = _Progress(instance, job_id)
-    hooks = Hooks() if follower else Hooks(progress.on_step, progress.on_samples, progress.on_checkpoint)
+    progress = None if follower else _Progress(instance, job_id)
+    hooks = Hooks() if progress is None else Hooks(progress.on_step, progress.on_samples, progress.on_checkpoint)
     trainer = LoraTrainer(config=config, base=base, items=items, artist=artist, work_dir=work,
                           cache_dir=cache_dir(instance.settings), device=device, hooks=hooks,
                           identity={"job_id": str(job_id), "dataset_sha256": dataset_info["sha256"]})

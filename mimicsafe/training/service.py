@@ -24,7 +24,7 @@ from mimicsafe.errors import NotFoundError, PermissionDenied, ValidationFailed
 from mimicsafe.settings import Settings
 from mimicsafe.training.config import load_preset
 from mimicsafe.training.errors import JobConflict
-from mimicsafe.training.manifest import build_manifest, load_items, store_dataset
+from mimicsafe.training.manifest import build_manifest, load_items, manifest_sha256, store_dataset
 
 ACTIVE = ("queued", "running")
 FINISHED = ("completed", "failed", "cancelled")
@@ -95,6 +95,25 @@ def _model(session: Session, model_id: int, actor: User) -> LoraModel:
 
 
 # Jobs ---------------------------------------------------------------------------------------------
+def _submitter(session: Session, *, username: str, actor: str, lock: bool = False) -> User:
+    """The artist a job is submitted for, refused when not allowed or when a job is already active."""
+    actor_user = _actor(session, actor)
+    user = get_user(session=session, username=username)
+    _check_owner(actor_user, user.id, f"artist {username}")
+    if user.disabled or user.consent_withdrawn_at is not None:
+        raise PermissionDenied(f"{username} cannot train: the account is disabled or consent was withdrawn")
+    if lock:
+        # One job per artist: checked inside the write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL:
+        # the artist's row is locked), so two submissions cannot both pass.
+        session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    active = session.scalar(select(TrainingJob).where(TrainingJob.user_id == user.id,
+                                                      TrainingJob.status.in_(ACTIVE)))
+    if active is not None:
+        raise JobConflict(f"{username} already has training job {active.id} ({active.status}); "
+                          "wait for it or cancel it first")
+    return user
+
+
 def submit_training(*, instance: Instance, queue: Any, username: str, actor: str, preset: str = "tiny",
                     steps: int | None = None, captions: Mapping[str, str] | None = None) -> TrainingJob:
     """Make the dataset manifest from the artist's eligible uploads, check every item now, queue a job.
@@ -111,24 +130,18 @@ def submit_training(*, instance: Instance, queue: Any, username: str, actor: str
             config = config.replace(max_train_steps=steps, lr_warmup_steps=warmup)
     except ValueError as exc:
         raise ValidationFailed(str(exc)) from None
-    with instance.transaction() as session:
-        actor_user = _actor(session, actor)
-        user = get_user(session=session, username=username)
-        _check_owner(actor_user, user.id, f"artist {username}")
-        if user.disabled or user.consent_withdrawn_at is not None:
-            raise PermissionDenied(f"{username} cannot train: the account is disabled or consent was withdrawn")
-        # One job per artist: checked inside the write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL:
-        # the artist's row is locked), so two submissions cannot both pass.
-        session.execute(select(User.id).where(User.id == user.id).with_for_update())
-        active = session.scalar(select(TrainingJob).where(TrainingJob.user_id == user.id,
-                                                          TrainingJob.status.in_(ACTIVE)))
-        if active is not None:
-            raise JobConflict(f"{username} already has training job {active.id} ({active.status}); "
-                              "wait for it or cancel it first")
+    # The slow part (decode and re-check every item) runs without the write lock; the write transaction
+    # below repeats the cheap checks, stores the manifest checked here and queues. The worker re-checks it all.
+    with instance.reading() as session:
+        user = _submitter(session, username=username, actor=actor)
         manifest = build_manifest(session=session, user=user, captions=captions)
-        dataset = store_dataset(session=session, user=user, manifest=manifest)
+        checked = Dataset(user_id=user.id, manifest=manifest, manifest_sha256=manifest_sha256(manifest),
+                          item_count=len(manifest["items"]), policy_version=manifest["policy_version"])
         load_items(session=session, blobs=instance.blobs, registry=instance.registry, settings=instance.settings,
-                   dataset=dataset)  # refuse now, naming the item, rather than in the worker later
+                   dataset=checked)  # refuse now, naming the item, rather than in the worker later
+    with instance.transaction() as session:
+        user = _submitter(session, username=username, actor=actor, lock=True)
+        dataset = store_dataset(session=session, user=user, manifest=manifest)
         job = TrainingJob(user_id=user.id, dataset_id=dataset.id, preset=preset, config=config.to_dict(),
                           status="queued", step=0, total_steps=config.max_train_steps, samples=[])
         session.add(job)
@@ -190,6 +203,16 @@ def list_jobs(*, session: Session, username: str, actor: str) -> list[JobView]:
     return [_view(session, job) for job in jobs]
 
 
+def latest_job(*, session: Session, username: str, actor: str) -> JobView | None:
+    """The artist's most recent job (None if they have none), in one query rather than list_jobs's all."""
+    actor_user = _actor(session, actor)
+    user = get_user(session=session, username=username)
+    _check_owner(actor_user, user.id, f"artist {username}")
+    job = session.scalar(select(TrainingJob).where(TrainingJob.user_id == user.id)
+                         .order_by(TrainingJob.id.desc()).limit(1))
+    return _view(session, job) if job is not None else None
+
+
 # Models -------------------------------------------------------------------------------------------
 def list_models(*, session: Session, username: str, actor: str) -> list[LoraModel]:
     actor_user = _actor(session, actor)
@@ -210,7 +233,7 @@ def export_model(*, instance: Instance, model_id: int, actor: str,
     """(file name, `.safetensors` bytes) in diffusers or kohya key format, provenance metadata included."""
     if fmt not in ("diffusers", "kohya"):
         raise ValidationFailed(f"format {fmt!r}: choose diffusers or kohya")
-    with instance.transaction() as session:
+    with instance.reading() as session:
         model = _model(session, model_id, _actor(session, actor))
         sha256 = model.blob_sha256 if fmt == "diffusers" else kohya_blob_sha256(model.provenance)
         if sha256 is None:

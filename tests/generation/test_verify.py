@@ -20,6 +20,7 @@ from ownership.decode import decode_image
 from ownership.types import DecodeLimits
 from tests.gate_helpers import artwork, jpeg_bytes, png_bytes
 from tests.generation.studio import Studio
+from tests.provenance.test_marking import scramble_c2pa
 
 
 def pixels(output: GeneratedImage) -> np.ndarray:
@@ -81,7 +82,7 @@ def test_a_manifest_from_another_instance_is_not_ours(studio: Studio, tmp_path: 
                             lora_sha256="00" * 32, base_model="x", prompt="elsewhere", seed=1, kind="image",
                             created_at=datetime.now(UTC), software="MimicSafe 0.1.0")
     foreign = mark_image(artwork(5, 1), facts=facts, lora=LoraIngredient("alice-style", "00" * 32, 1, "alice"),
-                         credentials=ensure_credentials(tmp_path / "elsewhere"))
+                         credentials=ensure_credentials(tmp_path / "elsewhere"), settings=studio.instance.settings)
     report = verify_image(instance=studio.instance, data=foreign.png)
     assert report.c2pa is not None and not report.c2pa.trusted and "signingCredential.untrusted" in report.c2pa.problems
     assert report.watermark.payload == bytes.fromhex("fedcba9876543210")
@@ -96,3 +97,10 @@ def test_not_an_image_is_bad_input(studio: Studio) -> None:
     whole = png_bytes(artwork(3, 2))
     with pytest.raises(ValidationFailed, match="undecodable"):
         verify_image(instance=studio.instance, data=whole[: len(whole) // 2])
+
+
+def test_an_unreadable_manifest_is_a_note_and_the_other_witnesses_still_speak(studio: Studio) -> None:
+    report = verify_image(instance=studio.instance, data=scramble_c2pa(studio.sheet.png))
+    assert report.c2pa is None and any("C2PA manifest store cannot be read" in note for note in report.notes)
+    assert report.generation is not None and report.generation.public_id == studio.sheet.public_id
+    assert "c2pa" not in report.methods and "watermark" in report.methods

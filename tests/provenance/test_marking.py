@@ -4,6 +4,8 @@ against this instance's trust anchor — and breaks if anything in the file chan
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,9 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mimicsafe.errors import MimicSafeError
+from mimicsafe.imaging import fingerprint_of
 from mimicsafe.provenance.content_credentials import (
     GENERATION_ASSERTION,
     SOFT_BINDING_ALG,
+    ContentCredentialsError,
     LoraIngredient,
     read_manifest,
 )
@@ -21,14 +26,15 @@ from mimicsafe.provenance.credentials import ensure_credentials
 from mimicsafe.provenance.marking import mark_image
 from mimicsafe.provenance.metadata import TRAINED_ALGORITHMIC_MEDIA, GenerationFacts
 from mimicsafe.provenance.watermark import detect
+from mimicsafe.settings import Settings
 from ownership.decode import decode_image
-from ownership.fingerprint import compute_fingerprint
+from ownership.fingerprint import MIN_PDQ_QUALITY, compute_fingerprint
 from ownership.signals import read_signals
 from ownership.types import DecodeLimits
 from tests.gate_helpers import artwork
 
 FACTS = GenerationFacts(generation_id="0123456789abcdef", artist="alice", model_id=3, model_name="alice-style",
-                        lora_sha256="ab" * 32, base_model="mimicsafe-tiny-demo", prompt='a fox <knight> & "friends"',
+                        lora_sha256="ab" * 32, base_model="mimicsafe-tiny-seed0", prompt='a fox <knight> & "friends"',
                         seed=42, kind="sheet:turnaround", created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
                         software="MimicSafe 0.1.0")
 LORA = LoraIngredient(name="alice-style", sha256="ab" * 32, model_id=3, artist="alice")
@@ -38,7 +44,8 @@ LORA = LoraIngredient(name="alice-style", sha256="ab" * 32, model_id=3, artist="
 def marked(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     home = tmp_path_factory.mktemp("marking")
     image = artwork(1, 1)
-    return home, image, mark_image(image, facts=FACTS, lora=LORA, credentials=ensure_credentials(home))
+    return home, image, mark_image(image, facts=FACTS, lora=LORA, credentials=ensure_credentials(home),
+                                   settings=Settings(home=home))
 
 
 def test_marks_in_order_all_present(marked) -> None:  # type: ignore[no-untyped-def]
@@ -97,3 +104,39 @@ def test_any_change_to_the_file_breaks_the_manifest(marked) -> None:  # type: ig
     Image.fromarray(result.rgb).save(out, "PNG")
     assert read_manifest(out.getvalue(), mime="image/png", trust_anchor_pem=anchor) is None
     assert SOFT_BINDING_ALG and GENERATION_ASSERTION  # names exported for verify
+
+
+def test_the_fingerprint_uses_the_instances_pdq_quality_setting(tmp_path: Path) -> None:
+    """With `pdq_min_quality` changed, an output gets the fingerprint the gate computes for it with that
+    setting (marking once used the library default, so the two disagreed on `low_detail`)."""
+    faint = (artwork(1, 1).astype(float) * 0.1 + 128 * 0.9).round().astype(np.uint8)  # low contrast
+    credentials = ensure_credentials(tmp_path)
+    usual = mark_image(faint, facts=FACTS, lora=LORA, credentials=credentials, settings=Settings(home=tmp_path))
+    quality = usual.fingerprint.pdq_quality
+    assert MIN_PDQ_QUALITY <= quality < 100 and not usual.fingerprint.low_detail
+    strict = Settings(home=tmp_path, pdq_min_quality=quality + 1)  # just above this output's PDQ quality
+    result = mark_image(faint, facts=FACTS, lora=LORA, credentials=credentials, settings=strict)
+    decoded = decode_image(result.png, DecodeLimits())
+    gate = fingerprint_of(decoded, strict)
+    assert result.fingerprint.to_bytes() == gate.to_bytes()
+    assert result.fingerprint.low_detail is gate.low_detail is True
+    assert not compute_fingerprint(decoded).low_detail  # the library default would have said otherwise
+
+
+def scramble_c2pa(png: bytes) -> bytes:
+    """`png` with the bytes of its C2PA store (the caBX chunk) scrambled and the chunk's CRC made good."""
+    at = png.index(b"caBX") - 4
+    (length,) = struct.unpack(">I", png[at:at + 4])
+    data = bytearray(png[at + 8:at + 8 + length])
+    for k in range(8, len(data), 7):
+        data[k] ^= 0x5A
+    chunk = struct.pack(">I", length) + b"caBX" + bytes(data) + struct.pack(">I", zlib.crc32(b"caBX" + data))
+    return png[:at] + chunk + png[at + 12 + length:]
+
+
+def test_an_unreadable_store_is_a_refusal_the_cli_and_ui_explain(marked) -> None:  # type: ignore[no-untyped-def]
+    home, _, result = marked
+    with pytest.raises(MimicSafeError, match="C2PA manifest store cannot be read") as caught:
+        read_manifest(scramble_c2pa(result.png), mime="image/png",
+                      trust_anchor_pem=ensure_credentials(home).trust_anchor_pem)
+    assert isinstance(caught.value, ContentCredentialsError)
