@@ -21,6 +21,7 @@ from mimicsafe.errors import ValidationFailed
 from mimicsafe.imaging import NamedFile
 
 DOWNLOAD_MAX_AGE_SECONDS = 3600
+IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp"]  # what the image upload boxes offer to pick
 
 
 def read_uploads(paths: Sequence[str | Path] | str | Path | None, *, max_bytes: int) -> list[NamedFile]:
@@ -30,6 +31,15 @@ def read_uploads(paths: Sequence[str | Path] | str | Path | None, *, max_bytes: 
     if isinstance(paths, str | Path):
         paths = [paths]
     return [_read_one(Path(p), max_bytes=max_bytes) for p in paths]
+
+
+def required_uploads(paths: Sequence[str | Path] | str | Path | None, *, max_bytes: int,
+                     missing: str) -> list[NamedFile]:
+    """Like `read_uploads`, but no file at all is a ValidationFailed saying `missing`."""
+    files = read_uploads(paths, max_bytes=max_bytes)
+    if not files:
+        raise ValidationFailed(missing)
+    return files
 
 
 def _read_one(path: Path, *, max_bytes: int) -> NamedFile:

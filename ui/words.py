@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from ownership import reasons
 
 FOR_ARTIST = {
@@ -24,6 +22,9 @@ FOR_ARTIST = {
     reasons.LOW_DETAIL: "it has too little detail to check reliably",
 }
 
+# The witnesses `mimicsafe verify` asks, as the Generate and Check-an-image tabs name them.
+WITNESSES = {"c2pa": "Content Credentials (C2PA)", "watermark": "invisible watermark", "fingerprint": "fingerprint"}
+
 # Details the gate wrote that could describe someone else's work are not repeated to the artist.
 _DETAIL_HIDDEN = {reasons.MATCHES_OTHER_ARTIST, reasons.MATCHES_OPTOUT}
 
@@ -38,15 +39,14 @@ def reason_line(reason: dict) -> str:
     return text
 
 
-def review_line(decision: str, review_state: str, decided_at: datetime | None = None) -> str:
+def review_line(decision: str, review_state: str) -> str:
     """What happens next (or happened) to an upload, in words."""
-    when = f" on {decided_at:%Y-%m-%d}" if decided_at is not None else ""
     if decision == "accepted":
         return "ready for training"
     return {
         "pending": "sent to an admin for review",
-        "upheld": f"an admin reviewed it and kept the rejection{when}",
-        "overridden": f"an admin reviewed it and accepted it for training{when}",
+        "upheld": "an admin reviewed it and kept the rejection",
+        "overridden": "an admin reviewed it and accepted it for training",
     }.get(review_state, "nothing for an admin to review — fix the file and upload it again")
 
 

@@ -41,3 +41,11 @@ def as_id(value: Any, what: str) -> int | None:
     if number != value and str(number) != str(value).strip():
         raise gr.Error(f"{what}: give a whole number.", print_exception=False)
     return number
+
+
+def required_id(value: Any, what: str, missing: str) -> int:
+    """Like `as_id`, but an empty value is a gr.Error saying `missing` (such as "Choose a model.")."""
+    number = as_id(value, what)
+    if number is None:
+        raise gr.Error(missing, print_exception=False)
+    return number

@@ -7,7 +7,7 @@ import gradio as gr
 from mimicsafe import optout as optout_service
 from mimicsafe.context import Instance
 from ui import queries
-from ui.files import read_uploads
+from ui.files import IMAGE_TYPES, read_uploads, required_uploads
 from ui.guard import refusals, require_admin
 from ui.tabs import Panel, table, when
 
@@ -29,7 +29,7 @@ def build(instance: Instance) -> Panel:
         with gr.Row(equal_height=False):
             with gr.Column(min_width=320):
                 files = gr.File(label="Works to protect", file_count="multiple", type="filepath",
-                                file_types=[".png", ".jpg", ".jpeg", ".webp"], height=140)
+                                file_types=IMAGE_TYPES, height=140)
                 file_source = gr.Textbox(label="Source (who asked, how to reach them)")
                 add = gr.Button("Add to registry", variant="primary")
             with gr.Column(min_width=320):
@@ -58,9 +58,7 @@ def build(instance: Instance) -> Panel:
     def add_files(paths: list[str] | None, source: str, request: gr.Request,
                   progress: gr.Progress = gr.Progress()) -> tuple:
         who = require_admin(instance, request)
-        uploaded = read_uploads(paths, max_bytes=settings.max_upload_bytes)
-        if not uploaded:
-            raise gr.Error("Choose the works to add.", print_exception=False)
+        uploaded = required_uploads(paths, max_bytes=settings.max_upload_bytes, missing="Choose the works to add.")
         progress(0, desc="Fingerprinting")
         with instance.transaction() as session:
             count = len(optout_service.add_files(session=session, settings=settings, files=uploaded,

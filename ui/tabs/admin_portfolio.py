@@ -9,7 +9,7 @@ from mimicsafe.context import Instance
 from ui import queries
 from ui.guard import refusals, require_admin
 from ui.images import stored_thumbnail
-from ui.tabs import Panel, as_id, table, when
+from ui.tabs import Panel, as_id, required_id, table, when
 
 HEADERS = ["#", "Artist", "File", "Evidence", "Submitted"]
 GALLERY_LIMIT = 48
@@ -41,8 +41,9 @@ def build(instance: Instance) -> Panel:
             rows = [[i.id, artist, i.file_name, i.evidence_url or "(none given)", when(i.submitted_at)]
                     for i, artist in pending]
             choices = [(f"#{i.id} {artist} — {i.file_name}", i.id) for i, artist in pending]
-            pictures = [(stored_thumbnail(instance.blobs, i.sha256, settings, 256), f"#{i.id} {artist}")
-                        for i, artist in pending[:GALLERY_LIMIT]]
+            thumbs = [(i.sha256, f"#{i.id} {artist}") for i, artist in pending[:GALLERY_LIMIT]]
+        # Decoded after the session closes: no transaction held while images are read and resized.
+        pictures = [(stored_thumbnail(instance.blobs, sha, settings, 256), caption) for sha, caption in thumbs]
         hint = "" if pending else "_Nothing to verify. New portfolio submissions appear here._"
         shown = [p for p in pictures if p[0] is not None]
         return table(rows, HEADERS), shown, gr.update(choices=choices, value=None), hint
@@ -70,9 +71,7 @@ def build(instance: Instance) -> Panel:
 
     def decide(item_id: int | None, note: str, request: gr.Request, *, verify: bool) -> tuple:
         who = require_admin(instance, request)
-        number = as_id(item_id, "work")
-        if number is None:
-            raise gr.Error("Choose a work first.", print_exception=False)
+        number = required_id(item_id, "work", "Choose a work first.")
         with instance.transaction() as session:
             work, artist = queries.portfolio_item(session, number)
             if verify:

@@ -12,8 +12,8 @@ from ownership import reasons
 from ownership.signals import read_signals
 from ui import queries
 from ui.guard import refusals, require_admin
-from ui.images import stored_thumbnail
-from ui.tabs import Panel, as_id, table, when
+from ui.images import stored_thumbnail, thumbnail
+from ui.tabs import Panel, as_id, required_id, table, when
 
 HEADERS = ["#", "Artist", "File", "Reasons", "Best match", "State", "Uploaded"]
 STATES = ["pending", "upheld", "overridden", "all"]
@@ -104,34 +104,39 @@ def build(instance: Instance) -> Panel:
                          for d, admin in queries.decisions_for(session, upload.id)]
             sha256, deleted = upload.sha256, upload.deleted_at is not None
         picture_sha = next((v.picture_sha256 for v in views if v.picture_sha256), None)
+        data = stored_bytes(sha256)  # read once: the preview and the metadata signals both use it
         lines = [f"### Upload #{upload.id} by {found.artist}: {upload.file_name} — {upload.review_state}",
                  f"SHA-256 `{sha256}`" + (" · **image deleted (the artist withdrew consent)**" if deleted else ""),
                  "\n**Reasons**", *[f"- `{r['code']}`: {r['detail']}" for r in verdict["reasons"]],
                  "\n**Matches** (method, score: PDQ distance — lower is closer; local features — verified points)",
                  *([f"- {v.caption}" for v in views] or ["- none"]),
                  f"\n**Signature:** {signature_status(verdict)}",
-                 "\n**Metadata signals**", *signal_lines(sha256),
+                 "\n**Metadata signals**", *signal_lines(data),
                  f"\n**Artist history:** {history.uploads} upload(s), {history.accepted} accepted, "
                  f"{history.rejected} rejected, {history.overridden} overridden, {history.upheld} upheld; "
                  f"{history.verified_works} verified portfolio work(s)",
                  "\n**Decisions**", *(decisions or ["- none yet"])]
-        return (stored_thumbnail(instance.blobs, sha256, settings),
+        return (thumbnail(data, settings) if data is not None else None,
                 stored_thumbnail(instance.blobs, picture_sha, settings) if picture_sha else None, "\n".join(lines))
 
-    def signal_lines(sha256: str) -> list[str]:
+    def stored_bytes(sha256: str) -> bytes | None:
+        """The upload's stored bytes, or None once deleted (consent withdrawn) or unreadable."""
         try:
-            found = read_signals(instance.blobs.get(sha256))
+            return instance.blobs.get(sha256)
         except MimicSafeError:
+            return None
+
+    def signal_lines(data: bytes | None) -> list[str]:
+        if data is None:
             return ["- (the image is no longer stored)"]
+        found = read_signals(data)
         lines = [f"- {s.kind} ({s.source}): {s.detail}" for s in found.signals] or ["- none found"]
         return lines + [f"- note: {n}" for n in found.notes]
 
     def decide(upload_id: int | None, note_text: str, confirm: bool, filters: tuple[str, str, str],
                request: gr.Request, *, action: str) -> tuple:
         who = require_admin(instance, request)
-        number = as_id(upload_id, "upload")
-        if number is None:
-            raise gr.Error("Choose an upload first.", print_exception=False)
+        number = required_id(upload_id, "upload", "Choose an upload first.")
         with instance.transaction() as session:
             done = review_service.decide(session=session, admin=who.username, upload_id=number,
                                          action=action, note=note_text or "", override_match=bool(confirm))  # type: ignore[arg-type]

@@ -17,10 +17,10 @@ from mimicsafe.provenance.verify import verify_image
 from mimicsafe.training import service as training
 from ui.files import file_for_download
 from ui.guard import refusals, require_artist
-from ui.tabs import Panel, as_id
+from ui.tabs import Panel, as_id, required_id
+from ui.words import WITNESSES
 
 SINGLE = "single images"
-WITNESSES = {"c2pa": "Content Credentials (C2PA)", "watermark": "invisible watermark", "fingerprint": "fingerprint"}
 
 
 def verification_line(instance: Instance, image: generation.GeneratedImage) -> str:
@@ -71,23 +71,25 @@ def build(instance: Instance) -> Panel:
                        scale: float, seed_value: float | None, request: gr.Request,
                        progress: gr.Progress = gr.Progress()) -> tuple:
         who = require_artist(instance, request)
-        number = as_id(model_id, "model")
-        if number is None:
-            raise gr.Error("Choose one of your models (train one first).", print_exception=False)
+        number = required_id(model_id, "model", "Choose one of your models (train one first).")
         try:
             config = GenerationConfig(prompt=text or "", negative=avoid or "", seed=as_id(seed_value, "seed"),
                                       steps=int(step_count), batch=int(count), lora_scale=float(scale),
                                       sheet=None if make == SINGLE else make)  # type: ignore[arg-type]
         except ValueError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        stop_event = stops.setdefault(session_key(request, who.username), threading.Event())
+        key = session_key(request, who.username)
+        stop_event = stops.setdefault(key, threading.Event())
         stop_event.clear()
-        progress(0, desc="Loading the model")
         def drawn(done: int, total: int) -> None:
             progress((done, total), desc="Drawing")
 
-        images = generation.generate(instance=instance, actor=who.username, username=who.username, model_id=number,
-                                     config=config, progress=drawn, cancel=stop_event.is_set)
+        try:
+            progress(0, desc="Loading the model")
+            images = generation.generate(instance=instance, actor=who.username, username=who.username,
+                                         model_id=number, config=config, progress=drawn, cancel=stop_event.is_set)
+        finally:
+            stops.pop(key, None)  # the session's entry lives only while it generates
         progress(1, desc="Checking each output with verify")
         lines = [verification_line(instance, image) for image in images]
         pictures = [(Image.open(io.BytesIO(image.png)), image.public_id) for image in images]

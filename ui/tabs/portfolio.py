@@ -7,7 +7,7 @@ import gradio as gr
 from mimicsafe import portfolio as portfolio_service
 from mimicsafe.context import Instance
 from ui import queries
-from ui.files import read_uploads
+from ui.files import IMAGE_TYPES, required_uploads
 from ui.guard import refusals, require_artist
 from ui.images import stored_thumbnail
 from ui.tabs import Panel, table, when
@@ -30,7 +30,7 @@ def build(instance: Instance) -> Panel:
         with gr.Row(equal_height=False):
             with gr.Column(min_width=320):
                 files = gr.File(label="Works (PNG, JPEG, WebP)", file_count="multiple", type="filepath",
-                                file_types=[".png", ".jpg", ".jpeg", ".webp"], height=140)
+                                file_types=IMAGE_TYPES, height=140)
                 evidence = gr.Textbox(label="Evidence link", placeholder="https://… where they were first published")
                 submit = gr.Button("Submit for verification", variant="primary")
                 message = gr.Markdown()
@@ -44,8 +44,9 @@ def build(instance: Instance) -> Panel:
             items = queries.my_portfolio(session, username)
             rows = [[i.id, i.file_name, STATUS_WORDS.get(i.status, i.status), i.evidence_url or "",
                      when(i.submitted_at), i.note] for i in items]
-            pictures = [(stored_thumbnail(instance.blobs, i.sha256, settings), f"#{i.id} {i.file_name}")
-                        for i in items[:GALLERY_LIMIT]]
+            shown = [(i.sha256, f"#{i.id} {i.file_name}") for i in items[:GALLERY_LIMIT]]
+        # Decoded after the session closes, as training's job view does: no transaction held meanwhile.
+        pictures = [(stored_thumbnail(instance.blobs, sha, settings), caption) for sha, caption in shown]
         hint = "" if items else "_No works yet. Add a few of your published works on the left._"
         return table(rows, HEADERS), [p for p in pictures if p[0] is not None], hint
 
@@ -57,9 +58,8 @@ def build(instance: Instance) -> Panel:
     def submit_items(paths: list[str] | None, link: str, request: gr.Request,
                      progress: gr.Progress = gr.Progress()) -> tuple:
         who = require_artist(instance, request)
-        uploaded = read_uploads(paths, max_bytes=settings.max_upload_bytes)
-        if not uploaded:
-            raise gr.Error("Choose one or more works to submit.", print_exception=False)
+        uploaded = required_uploads(paths, max_bytes=settings.max_upload_bytes,
+                                    missing="Choose one or more works to submit.")
         progress(0, desc="Fingerprinting your works")
         with instance.transaction() as session:
             items = portfolio_service.add_items(session=session, blobs=instance.blobs, settings=settings,

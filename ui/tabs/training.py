@@ -19,7 +19,7 @@ from mimicsafe.uploads import eligible_uploads
 from ui.files import file_for_download
 from ui.guard import refusals, require_artist
 from ui.images import stored_thumbnail
-from ui.tabs import Panel, as_id, table, when
+from ui.tabs import Panel, as_id, required_id, table, when
 
 MODEL_HEADERS = ["#", "Name", "Dataset manifest (SHA-256)", "Images", "Trained"]
 REFRESH_SECONDS = 2.0
@@ -86,8 +86,7 @@ def build(instance: Instance) -> Panel:
     def job_view(username: str, number: int | None) -> tuple:
         with instance.reading() as session:
             if number is None:
-                jobs = training.list_jobs(session=session, username=username, actor=username)
-                view = jobs[0] if jobs else None
+                view = training.latest_job(session=session, username=username, actor=username)
             else:
                 view = training.get_job(session=session, job_id=number, actor=username)
             shas = view.sample_sha256s if view else []
@@ -119,8 +118,13 @@ def build(instance: Instance) -> Panel:
 
     @refusals
     def show_job(number: float | None, request: gr.Request) -> tuple:
+        """The timer's tick: the job every time; the models only on the tick where the job stops (the
+        timer turns itself off then), so an active job does not reload them every few seconds."""
         who = require_artist(instance, request)
-        return (*job_view(who.username, as_id(number, "job")), *models_view(who.username))
+        job = job_view(who.username, as_id(number, "job"))
+        still_active = job[-1].active  # job_view ends with the timer's update
+        models = [gr.skip() for _ in model_outputs] if still_active else models_view(who.username)
+        return (*job, *models)
 
     @refusals
     def start_training(preset_name: str, step_count: float | None, request: gr.Request) -> tuple:
@@ -132,9 +136,7 @@ def build(instance: Instance) -> Panel:
     @refusals
     def cancel_training(number: float | None, request: gr.Request) -> tuple:
         who = require_artist(instance, request)
-        job_number = as_id(number, "job")
-        if job_number is None:
-            raise gr.Error("There is no training to cancel.", print_exception=False)
+        job_number = required_id(number, "job", "There is no training to cancel.")
         with instance.transaction() as session:
             training.cancel_job(session=session, job_id=job_number, actor=who.username)
         return (f"Job #{job_number}: cancel requested.", *job_view(who.username, job_number))
@@ -142,18 +144,14 @@ def build(instance: Instance) -> Panel:
     @refusals
     def download_model(model_id: Any, key_format: str, request: gr.Request) -> str:
         who = require_artist(instance, request)
-        number = as_id(model_id, "model")
-        if number is None:
-            raise gr.Error("Choose a model.", print_exception=False)
+        number = required_id(model_id, "model", "Choose a model.")
         name, data = training.export_model(instance=instance, model_id=number, actor=who.username, fmt=key_format)  # type: ignore[arg-type]
         return file_for_download(name, data)
 
     @refusals
     def delete_model(model_id: Any, request: gr.Request) -> tuple:
         who = require_artist(instance, request)
-        number = as_id(model_id, "model")
-        if number is None:
-            raise gr.Error("Choose a model.", print_exception=False)
+        number = required_id(model_id, "model", "Choose a model.")
         with instance.transaction() as session:
             training.delete_model(session=session, model_id=number, actor=who.username)
         return (f"Model #{number} deleted.", None, *models_view(who.username))

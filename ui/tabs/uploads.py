@@ -8,10 +8,10 @@ from PIL import Image
 from mimicsafe import uploads as upload_service
 from mimicsafe.context import Instance
 from ui import queries
-from ui.files import read_uploads
+from ui.files import IMAGE_TYPES, read_uploads, required_uploads
 from ui.guard import Caller, refusals, require_artist
 from ui.images import stored_thumbnail
-from ui.tabs import Panel, as_id, table, when
+from ui.tabs import Panel, required_id, table, when
 from ui.words import reason_line, review_line
 
 HEADERS = ["#", "File", "Verdict", "Why", "What happens next", "Uploaded"]
@@ -40,7 +40,7 @@ def build(instance: Instance) -> Panel:
         with gr.Row(equal_height=False):
             with gr.Column(min_width=320):
                 images = gr.File(label="Images (PNG, JPEG, WebP)", file_count="multiple", type="filepath",
-                                 file_types=[".png", ".jpg", ".jpeg", ".webp"], height=140, elem_id="upload-images")
+                                 file_types=IMAGE_TYPES, height=140, elem_id="upload-images")
                 signatures = gr.File(label="Signature files (manifest.json or .sig)", file_count="multiple",
                                      type="filepath", file_types=[".json", ".sig"], height=110,
                                      elem_id="upload-signatures")
@@ -89,10 +89,9 @@ def build(instance: Instance) -> Panel:
     def submit_uploads(image_paths: list[str] | None, signature_paths: list[str] | None, request: gr.Request,
                        progress: gr.Progress = gr.Progress()) -> tuple:
         who = require_artist(instance, request)
-        files = read_uploads(image_paths, max_bytes=settings.max_upload_bytes)
+        files = required_uploads(image_paths, max_bytes=settings.max_upload_bytes,
+                                 missing="Choose one or more images to upload.")
         sigs = read_uploads(signature_paths, max_bytes=settings.max_upload_bytes)
-        if not files:
-            raise gr.Error("Choose one or more images to upload.", print_exception=False)
         with instance.reading() as session:  # the whole batch, before the first file is judged
             upload_service.require_upload_allowance(session, settings, who.username, len(files))
         payloads, cards = [], []
@@ -109,9 +108,7 @@ def build(instance: Instance) -> Panel:
     @refusals
     def show_upload(number: float | None, request: gr.Request) -> tuple:
         who = require_artist(instance, request)
-        upload_number = as_id(number, "upload")
-        if upload_number is None:
-            raise gr.Error("Enter the number of one of your uploads.", print_exception=False)
+        upload_number = required_id(number, "upload", "Enter the number of one of your uploads.")
         with instance.reading() as session:
             upload = queries.my_upload(session, who.username, upload_number)
             payload = {**upload.verdict, "upload_id": upload.id}

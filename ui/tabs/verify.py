@@ -6,8 +6,9 @@ import gradio as gr
 
 from mimicsafe.context import Instance
 from mimicsafe.provenance.verify import VerifyReport, verify_image
-from ui.files import read_uploads
+from ui.files import IMAGE_TYPES, required_uploads
 from ui.guard import refusals
+from ui.words import WITNESSES
 
 EXPLAIN = """
 ### Check an image
@@ -18,8 +19,6 @@ pixels (survives re-saving, resizing, colour changes and moderate crops), and th
 registry (survives screenshots and heavy crops). Upload the original file, not a preview: a preview
 is a re-saved copy without its Content Credentials.
 """
-
-WITNESSES = {"c2pa": "Content Credentials (C2PA)", "watermark": "invisible watermark", "fingerprint": "fingerprint"}
 
 
 def report_card(report: VerifyReport) -> str:
@@ -56,16 +55,15 @@ def build(instance: Instance) -> None:
         gr.Markdown(EXPLAIN)
         with gr.Row(equal_height=False):
             with gr.Column(min_width=300):
-                image = gr.File(label="Image", file_types=[".png", ".jpg", ".jpeg", ".webp"], type="filepath",
+                image = gr.File(label="Image", file_types=IMAGE_TYPES, type="filepath",
                                 height=160, elem_id="verify-image")
                 check = gr.Button("Check", variant="primary")
             card = gr.Markdown(elem_id="verify-card", min_height=120)
 
     @refusals
     def check_image(path: str | None) -> str:
-        files = read_uploads(path, max_bytes=instance.settings.max_upload_bytes)
-        if not files:
-            raise gr.Error("Choose an image to check.", print_exception=False)
+        files = required_uploads(path, max_bytes=instance.settings.max_upload_bytes,
+                                 missing="Choose an image to check.")
         return report_card(verify_image(instance=instance, data=files[0].data))
 
     check.click(check_image, [image], [card], api_name="verify", concurrency_limit=2)
