@@ -1,4 +1,5 @@
-"""The servers `.ci/run` starts for the tests, and test databases on PostgreSQL: create, copy, drop, cut off."""
+"""The servers `.ci/run` starts for the tests, and test databases on PostgreSQL: create, copy, drop, cut off;
+and the waiting for and stopping of a server process a test started."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import re
 import socket
 import subprocess
+import time
+import urllib.request
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -77,6 +80,24 @@ def free_port_number() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, seconds: float = 180) -> int:
+    """Wait until `url` answers (its HTTP status, redirects followed); fail if `proc` exits or time runs out.
+
+    `seconds` is a hang guard for a start on a busy machine, not a speed assertion.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"the server exited early ({proc.returncode}):\n{output}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
 def stop(proc: subprocess.Popen, timeout: float = 30) -> None:

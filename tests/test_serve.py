@@ -6,26 +6,11 @@ import os
 import stat
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.servers import stop
-
-
-def _wait_for_http(url: str, proc: subprocess.Popen, seconds: float = 120) -> int:
-    deadline = time.monotonic() + seconds  # a wait loop, not a speed assertion
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited early:\n{proc.stdout.read() if proc.stdout else ''}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
+from tests.servers import stop, wait_for_http
 
 
 @pytest.fixture
@@ -42,7 +27,7 @@ def served(tmp_path: Path, free_port: int):
 
 def test_serve_answers_and_lets_the_first_admin_in(served) -> None:
     proc, home, url = served
-    assert _wait_for_http(url + "/", proc) == 200  # the login page, after a redirect
+    assert wait_for_http(url + "/", proc) == 200  # the login page, after a redirect
     password_file = home / "initial-admin-password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
 

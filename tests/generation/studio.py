@@ -1,15 +1,14 @@
 """A ready instance for generation tests: artists, an admin, and a LoRA trained-in-code on the tiny model.
 
-Until the trainer of issue 4 is wired in, the LoRA is made here the way a trainer would leave it: peft
+So that these tests need no training run, the LoRA is made here the way a trainer would leave it: peft
 LoRA layers on the tiny UNet with random (non-zero) weights, saved by diffusers in its LoRA format,
-stored in the blob store and recorded as Dataset → TrainingJob → LoraModel rows. That is the contract
+stored in the blob store and recorded as Dataset → TrainingJob → LoraModel rows (tests/lora_rows.py;
+tests/generation/test_trained_lora.py uses a really trained one). That is the contract
 generation relies on: `LoraModel.blob_sha256` names a diffusers-format LoRA .safetensors.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from mimicsafe import accounts
 from mimicsafe.context import Instance, open_instance
-from mimicsafe.db.models import Dataset, LoraModel, TrainingJob, Upload
+from mimicsafe.db.models import Upload
 from mimicsafe.generation import GeneratedImage, GenerationConfig, generate
 from mimicsafe.settings import load_settings
+from tests.gate_helpers import png_bytes
+from tests.lora_rows import add_finished_model
 
 PASSWORD = "a long enough password"
 # Small and quick: 64 px renders (the tiny model's own size, upscaled to 256 px outputs), 2 steps, no CFG.
@@ -55,33 +55,12 @@ def make_lora_file(seed: int = 1, rank: int = 4) -> bytes:
 
 def add_lora(instance: Instance, username: str, *, name: str, lora_file: bytes) -> int:
     """Store `lora_file` and the rows a finished training leaves; returns the LoraModel id."""
-    sha256 = instance.blobs.put(lora_file)
-    with instance.transaction() as session:
-        user = accounts.get_user(session=session, username=username)
-        manifest = {"artist": username, "items": [], "made_for": name}
-        dataset = Dataset(user_id=user.id, manifest=manifest, item_count=0, policy_version="1",
-                          manifest_sha256=hashlib.sha256(repr(manifest).encode()).hexdigest())
-        session.add(dataset)
-        session.flush()
-        job = TrainingJob(user_id=user.id, dataset_id=dataset.id, preset="tiny", config={}, status="succeeded")
-        session.add(job)
-        session.flush()
-        model = LoraModel(user_id=user.id, job_id=job.id, name=name, blob_sha256=sha256,
-                          provenance={"dataset_manifest_sha256": dataset.manifest_sha256})
-        session.add(model)
-        session.flush()
-        return model.id
-
-
-def png(rgb: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(rgb).save(out, "PNG")
-    return out.getvalue()
+    return add_finished_model(instance, username, weights=lora_file, name=name)[1]
 
 
 def add_accepted_upload(instance: Instance, username: str, rgb: np.ndarray, name: str) -> None:
     """An upload the gate accepted (recorded directly: the gate has its own tests)."""
-    data = png(rgb)
+    data = png_bytes(rgb)
     sha256 = instance.blobs.put(data)
     with instance.transaction() as session:
         user = accounts.get_user(session=session, username=username)

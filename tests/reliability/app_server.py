@@ -17,6 +17,7 @@ import httpx
 from mimicsafe.context import Instance
 from tests.reliability.helpers import child_env
 from tests.servers import free_port_number
+from tests.servers import stop as stop_process
 
 START_GUARD_S = 240  # a hang guard for a start on a busy machine, not a speed assertion
 
@@ -70,12 +71,7 @@ class AppServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+            stop_process(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""

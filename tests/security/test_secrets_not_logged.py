@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from mimicsafe.context import Instance
 from mimicsafe.db.models import User
-from tests.servers import SERVER_ONLY
+from tests.servers import SERVER_ONLY, wait_for_http
 
 
 def _run(command: list[str], env: dict[str, str], stdin: str = "") -> str:
@@ -43,37 +43,8 @@ def _post_login(url: str, username: str, password: str) -> tuple[int, str]:
         return exc.code, ""
 
 
-def _serve(env: dict[str, str], port: int, alice_password: str) -> tuple[str, str]:
-    """Start `serve`, log in once wrongly and once rightly, stop it; return (output, session cookie)."""
-    proc = subprocess.Popen([sys.executable, "-m", "ui", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    cookie = ""
-    try:
-        deadline = time.monotonic() + 180  # a wait loop, not a speed assertion
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                urllib.request.urlopen(url + "/login", timeout=5).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert _post_login(url, "alice", "the-WRONG-password-" + secrets.token_hex(4))[0] == 401
-        status, cookie = _post_login(url, "alice", alice_password)
-        assert status == 200 and cookie
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            output, _ = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-    return output, cookie.split(";")[0].split("=", 1)[-1]
-
-
-def _worker(env: dict[str, str]) -> str:
-    proc = subprocess.Popen([sys.executable, "-m", "ui", "worker"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    time.sleep(3)  # let it start and log its configuration
+def _interrupt(proc: subprocess.Popen[str]) -> str:
+    """Ctrl-C a server or worker we started (SIGKILL if it does not stop); return all it printed."""
     proc.send_signal(signal.SIGINT)
     try:
         output, _ = proc.communicate(timeout=60)
@@ -81,6 +52,28 @@ def _worker(env: dict[str, str]) -> str:
         proc.kill()
         output, _ = proc.communicate()
     return output
+
+
+def _serve(env: dict[str, str], port: int, alice_password: str) -> tuple[str, str]:
+    """Start `serve`, log in once wrongly and once rightly, stop it; return (output, session cookie)."""
+    proc = subprocess.Popen([sys.executable, "-m", "ui", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url + "/login", proc)
+        assert _post_login(url, "alice", "the-WRONG-password-" + secrets.token_hex(4))[0] == 401
+        status, cookie = _post_login(url, "alice", alice_password)
+        assert status == 200 and cookie
+    finally:
+        output = _interrupt(proc)
+    return output, cookie.split(";")[0].split("=", 1)[-1]
+
+
+def _worker(env: dict[str, str]) -> str:
+    proc = subprocess.Popen([sys.executable, "-m", "ui", "worker"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    time.sleep(3)  # let it start and log its configuration
+    return _interrupt(proc)
 
 
 def test_no_secret_in_any_output(instance: Instance, free_port: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -10,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from mimicsafe import accounts, keys, uploads
 from mimicsafe.context import Instance
 from mimicsafe.imaging import NamedFile
 from mimicsafe.jobs import Queue, build_queue
 from ownership.signatures import sign_manifest, write_keypair
+from tests.gate_helpers import png_bytes
 
 PALETTES = {
     "alice": [(200, 30, 40), (240, 90, 60), (120, 10, 20), (250, 170, 150)],  # reds
@@ -35,12 +34,6 @@ def palette_image(palette: list[tuple[int, int, int]], seed: int, size: tuple[in
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def png(rgb: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(rgb).save(out, format="PNG")
-    return out.getvalue()
-
-
 @dataclass
 class Studio:
     """alice and bob (artists, each with a registered key) and root (admin) on one instance."""
@@ -50,7 +43,7 @@ class Studio:
     images: dict[str, list[bytes]] = field(default_factory=dict)
 
     def upload(self, username: str, count: int, *, seed: int = 0, size: tuple[int, int] = (96, 96)) -> list[int]:
-        files = [NamedFile(f"{username}-{seed + i}.png", png(palette_image(PALETTES[username], seed + i, size)))
+        files = [NamedFile(f"{username}-{seed + i}.png", png_bytes(palette_image(PALETTES[username], seed + i, size)))
                  for i in range(count)]
         manifest = sign_manifest(private_key_path_or_bytes=self.key_dir / username / "mimicsafe_ed25519",
                                  artist=username, files=[(f.name, f.data) for f in files])

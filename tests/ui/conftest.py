@@ -8,11 +8,9 @@ in with `world.client(name)` (gradio_client) or talk HTTP to `world.url`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,11 +18,11 @@ from gradio_client import Client
 
 from mimicsafe import accounts, keys, portfolio, uploads
 from mimicsafe.context import Instance, open_instance
-from mimicsafe.db.models import Dataset, LoraModel, TrainingJob
 from mimicsafe.imaging import NamedFile
 from mimicsafe.settings import load_settings
 from ownership.signatures import generate_keypair, sign_manifest
 from tests.gate_helpers import artwork, png_bytes
+from tests.lora_rows import add_finished_model
 from tests.servers import free_port_number
 from ui.app import build_app
 from ui.server import PUBLIC_PATH, WebApp
@@ -58,7 +56,6 @@ class World:
     alice_model_id: int  # its model (placeholder weights: enough to list, export and refuse)
     alice_portfolio_png: Path  # verified: protected
     alice_signed_png: Path
-    alice_manifest: Path
     clients: dict[str, Client] = field(default_factory=dict)
 
     def client(self, username: str) -> Client:
@@ -77,26 +74,8 @@ def write_png(directory: Path, name: str, artist_seed: int, work_seed: int) -> P
 
 
 def add_model(instance: Instance, username: str, *, weights: bytes, kohya: bytes = b"kohya weights") -> tuple[int, int]:
-    """The rows and blobs a finished training leaves: (job id, model id)."""
-    with instance.transaction() as session:
-        user = accounts.get_user(session=session, username=username)
-        manifest = {"artist": username, "weights": hashlib.sha256(weights).hexdigest()}
-        dataset = Dataset(user_id=user.id, manifest=manifest, item_count=1, policy_version="1",
-                          manifest_sha256=hashlib.sha256(repr(manifest).encode()).hexdigest())
-        session.add(dataset)
-        session.flush()
-        job = TrainingJob(user_id=user.id, dataset_id=dataset.id, preset="tiny", config={}, status="completed",
-                          step=10, total_steps=10, finished_at=datetime.now(UTC))
-        session.add(job)
-        session.flush()
-        model = LoraModel(user_id=user.id, job_id=job.id, name=f"{username} style (job {job.id})",
-                          blob_sha256=instance.blobs.put(weights),
-                          provenance={"kohya_blob_sha256": instance.blobs.put(kohya),
-                                      "mimicsafe.dataset_manifest_sha256": dataset.manifest_sha256,
-                                      "mimicsafe.item_count": "1"})
-        session.add(model)
-        session.flush()
-        return job.id, model.id
+    """The rows and blobs a finished training leaves, with a kohya export: (job id, model id)."""
+    return add_finished_model(instance, username, weights=weights, kohya=kohya)
 
 
 def populate(instance: Instance, files: Path) -> dict:
@@ -131,7 +110,7 @@ def populate(instance: Instance, files: Path) -> dict:
     return {"alice_key_private": private, "alice_public_key": public, "alice_fingerprint": fingerprint,
             "alice_upload_id": accepted.upload_id, "alice_rejected_id": rejected.upload_id,
             "alice_portfolio_id": work_id, "alice_job_id": job_id, "alice_model_id": model_id,
-            "alice_portfolio_png": portfolio_png, "alice_signed_png": signed_png, "alice_manifest": manifest}
+            "alice_portfolio_png": portfolio_png, "alice_signed_png": signed_png}
 
 
 @pytest.fixture(scope="session")

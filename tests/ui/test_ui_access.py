@@ -20,6 +20,12 @@ from ui.server import PUBLIC_PATH
 
 ARTIST_REFUSAL = "This page is for artist accounts."
 ADMIN_REFUSAL = "Only admins may do this."
+SKIPPED = {"__type__": "update"}  # gr.skip() (an output left as it was), as gradio_client returns it
+
+
+def skipped(value: object) -> bool:
+    """Whether a page-load output was gr.skip() (gr.HTML wraps the empty update in "props")."""
+    return value in (SKIPPED, {**SKIPPED, "props": SKIPPED})
 
 
 def named_endpoints(client: Client) -> set[str]:
@@ -235,12 +241,22 @@ def test_an_admin_is_refused_the_artist_pages(world) -> None:
 
 
 def test_the_page_shows_each_role_only_its_own_tabs(world) -> None:
-    header, *_ = world.client("alice").predict(api_name="/page_load")
-    assert "signed in as **alice** (artist)" in header
-    header, status, *_ = world.client("root").predict(api_name="/page_load")
+    """The page load fills only the caller's own area: every output one role gets filled, the other gets
+    skipped (gr.skip(), an empty update). The areas' visibility updates are layout outputs, which
+    gradio_client does not return; the admin status line and the admin tabs' data are what an artist must
+    never receive."""
+    alice = world.client("alice").predict(api_name="/page_load")
+    root = world.client("root").predict(api_name="/page_load")
+    assert "signed in as **alice** (artist)" in alice[0]
     with world.instance.transaction() as session:
         count = session.query(User).count()
-    assert "signed in as **root** (admin)" in header and f"accounts: **{count}**" in status
+    assert "signed in as **root** (admin)" in root[0] and f"accounts: **{count}**" in root[1]
+    assert skipped(alice[1])  # the admin status line
+    assert len(alice) == len(root)
+    alice_filled = {i for i, value in enumerate(alice) if not skipped(value)}
+    root_filled = {i for i, value in enumerate(root) if not skipped(value)}
+    assert alice_filled & root_filled == {0}  # only the header is filled for both
+    assert len(alice_filled) > 1 and len(root_filled) > 2  # each role got its own tabs' data
 
 
 # --- anonymous ----------------------------------------------------------------------------------------
