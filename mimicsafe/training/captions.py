@@ -38,6 +38,14 @@ def training_caption(caption: str, *, rng: random.Random, shuffle: bool, keep_to
     return ", ".join(tags)
 
 
+def caption_variants(caption: str, *, shuffle: bool, keep_tokens: int, dropout_rate: float) -> set[str] | None:
+    """Every caption `training_caption` can return for `caption`; None when shuffling makes many."""
+    tags = split_tags(caption)
+    if shuffle and len(tags) > keep_tokens + 1:
+        return None
+    return {", ".join(tags)} | ({""} if dropout_rate > 0 else set())
+
+
 def tag_frequency(captions: Iterable[str]) -> dict[str, int]:
     """How often each tag occurs (kohya's `ss_tag_frequency`, for one dataset)."""
     counts: Counter[str] = Counter()

@@ -222,7 +222,8 @@ def train_job(instance: Instance, job_id: int, device: str | None, *, follower: 
     hooks = Hooks() if progress is None else Hooks(progress.on_step, progress.on_samples, progress.on_checkpoint)
     trainer = LoraTrainer(config=config, base=base, items=items, artist=artist, work_dir=work,
                           cache_dir=cache_dir(instance.settings), device=device, hooks=hooks,
-                          identity={"job_id": str(job_id), "dataset_sha256": dataset_info["sha256"]})
+                          identity={"job_id": str(job_id), "dataset_sha256": dataset_info["sha256"]},
+                          free_frozen_encoders=True)  # this job loaded `base` for itself
     result = trainer.run()
     if follower:
         return None

@@ -38,7 +38,7 @@ from mimicsafe.training import checkpoint, lora
 from mimicsafe.training.base import BaseModel, Conditioning
 from mimicsafe.training.buckets import BatchOrder, Bucket, bucket_for, prepare
 from mimicsafe.training.cache import TensorCache, cache_key
-from mimicsafe.training.captions import base_caption, training_caption, trigger_for
+from mimicsafe.training.captions import base_caption, caption_variants, training_caption, trigger_for
 from mimicsafe.training.config import TrainingConfig
 from mimicsafe.training.errors import DatasetRefused, TrainingCancelled, TrainingDiverged, TrainingFailed
 from mimicsafe.training.items import TrainingItem
@@ -110,7 +110,10 @@ def resolve_precision(requested: str, device: str) -> str:
 def make_optimizer(config: TrainingConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
     betas = (config.adam_beta1, config.adam_beta2)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, betas=betas, eps=config.adam_epsilon, weight_decay=config.weight_decay)
+        # torch's fused kernel (CPU and CUDA): the same AdamW update in one pass over all tensors, instead
+        # of a Python loop over each of the hundreds of LoRA matrices.
+        return torch.optim.AdamW(groups, betas=betas, eps=config.adam_epsilon, weight_decay=config.weight_decay,
+                                 fused=True)
     if config.optimizer == "adamw8bit":
         try:
             import bitsandbytes as bnb  # type: ignore[import-not-found]
@@ -128,7 +131,12 @@ def make_optimizer(config: TrainingConfig, groups: list[dict[str, Any]]) -> torc
 class LoraTrainer:
     def __init__(self, *, config: TrainingConfig, base: BaseModel, items: Sequence[TrainingItem], artist: str,
                  work_dir: Path, cache_dir: Path | None, device: str | None = None,
-                 hooks: Hooks | None = None, identity: dict[str, str] | None = None) -> None:
+                 hooks: Hooks | None = None, identity: dict[str, str] | None = None,
+                 free_frozen_encoders: bool = False) -> None:
+        """`free_frozen_encoders`: once every latent and caption embedding the run can use is cached,
+        drop the VAE encoder, the text encoders and (when no samples are made) the VAE decoder from
+        `base.pipe`, so that their weights do not count toward the run's peak memory. The pipeline
+        cannot encode afterwards: pass True only when the base model is this run's alone."""
         if not items:
             raise DatasetRefused("the dataset is empty")
         self.config = config
@@ -144,7 +152,9 @@ class LoraTrainer:
         self.trigger = trigger_for(config.trigger_word, artist)
         self.captions = [base_caption(item.caption, trigger=self.trigger, default_caption=config.default_caption)
                          for item in self.items]
+        self.free_frozen_encoders = free_frozen_encoders
         self._text_memo: dict[str, Conditioning] = {}
+        self._sample_memo: dict[str, dict[str, torch.Tensor]] = {}
         self._rank, self._world, self._main = 0, 1, True  # this process among the run's (set by `run`)
 
     def _text_encoders(self) -> list[torch.nn.Module]:
@@ -165,12 +175,7 @@ class LoraTrainer:
 
         # 1. Freeze the base model; put it on the device in the training precision.
         pipe = self.base.pipe
-        frozen = [pipe.vae, pipe.unet, *self._text_encoders()]
-        for module in frozen:
-            module.requires_grad_(False)
-            module.to(accelerator.device)
-            if module is not pipe.vae and weight_dtype != torch.float32:
-                module.to(dtype=weight_dtype)  # the VAE stays fp32: SD's VAE overflows in fp16
+        self._freeze_base(accelerator.device, weight_dtype)
 
         # 2. Add LoRA layers (trainable, fp32 even when the base is fp16/bf16).
         unet = pipe.unet
@@ -197,6 +202,8 @@ class LoraTrainer:
         buckets = self._buckets()
         latents = self._latent_distributions(buckets)
         order = BatchOrder(buckets, batch_size=cfg.batch_size, seed=cfg.seed)
+        if self.free_frozen_encoders:
+            self._free_frozen_encoders()
 
         # 4. Optimizer and LR schedule.
         groups: list[dict[str, Any]] = [{"params": [p for p in unet.parameters() if p.requires_grad],
@@ -242,8 +249,7 @@ class LoraTrainer:
                                     sum(recent) / len(recent)))
             if self._main and done % cfg.checkpoint_every_steps == 0 and done < cfg.max_train_steps:
                 self._save_checkpoint(done, trained, optimizer, scheduler, accelerator, order, losses)
-            if self._main and cfg.sample_every_steps and (done % cfg.sample_every_steps == 0
-                                                          or done == cfg.max_train_steps):
+            if self._makes_samples() and (done % cfg.sample_every_steps == 0 or done == cfg.max_train_steps):
                 self._samples(done, trained)
 
         # 7. Collect the LoRA weights.
@@ -258,6 +264,15 @@ class LoraTrainer:
             buckets=dict(Counter(str(b) for b in buckets)), precision=self.precision,
             resumed_from=start_step or None, started_at=started_at, finished_at=datetime.now(UTC),
             cache_stats={"hits": self.cache.hits, "misses": self.cache.misses})
+
+    def _freeze_base(self, device: torch.device, weight_dtype: torch.dtype) -> None:
+        # A method, so that no local name keeps a frozen encoder alive once `_free_frozen_encoders` drops it.
+        pipe = self.base.pipe
+        for module in (pipe.vae, pipe.unet, *self._text_encoders()):
+            module.requires_grad_(False)
+            module.to(device)
+            if module is not pipe.vae and weight_dtype != torch.float32:
+                module.to(dtype=weight_dtype)  # the VAE stays fp32: SD's VAE overflows in fp16
 
     def _shard(self, m: int) -> int:
         """Index in the data order of this process's micro-batch m (m itself with one process)."""
@@ -406,6 +421,36 @@ class LoraTrainer:
             self._text_memo[text] = result
         return result
 
+    def _makes_samples(self) -> bool:
+        return bool(self._main and self.config.sample_every_steps and self.hooks.on_samples is not None)
+
+    def _free_frozen_encoders(self) -> None:
+        """Cache what the steps and samples need from the frozen encoders, then drop the encoders.
+
+        Text: when the encoder is frozen and no caption has tags to shuffle, the captions a step can draw
+        are few (each caption, and "" for dropout): all are encoded now, with the sample prompts. A
+        caption of the trigger and one tag, the default, never shuffles. The VAE: latents were cached in
+        step 3; only samples decode."""
+        cfg = self.config
+        pipe = self.base.pipe
+        vae = pipe.vae
+        vae.encoder, vae.quant_conv = None, None
+        if not self._makes_samples():
+            vae.decoder, vae.post_quant_conv = None, None
+        variants = [caption_variants(caption, shuffle=cfg.shuffle_tags, keep_tokens=cfg.keep_tokens,
+                                     dropout_rate=cfg.caption_dropout_rate) for caption in self.captions]
+        if cfg.train_text_encoder or not cfg.cache_text_embeddings or any(v is None for v in variants):
+            return
+        for text in set().union(*variants):  # type: ignore[arg-type]  # no None, checked above
+            self._frozen_text(text)
+        if self._makes_samples():
+            for prompt in self._sample_prompts():
+                self._sample_conditioning(prompt)
+        pipe.text_encoder = None
+        if self.base.is_sdxl:
+            pipe.text_encoder_2 = None
+        log.info("freed the frozen encoders: latents and %d caption embeddings are cached", len(self._text_memo))
+
     # Safety, checkpoints, samples --------------------------------------------------------------------
     def _guard(self, step: int, loss: float, grad_norm: Any, scheduler: Any) -> None:
         norm = float(grad_norm)
@@ -465,8 +510,32 @@ class LoraTrainer:
         log.info("resumed from step %d (epoch %d)", state["step"], state["epoch"])
         return int(state["step"])
 
+    def _sample_prompts(self) -> list[str]:
+        return [template.replace("{trigger}", self.trigger) for template in self.config.sample_prompts]
+
+    def _sample_conditioning(self, prompt: str) -> dict[str, torch.Tensor]:
+        """The pipeline's own prompt encoding (with the empty negative prompt), as keyword arguments for
+        its call; kept when the text encoder is frozen, so that samples need no text encoder."""
+        if prompt in self._sample_memo:
+            return self._sample_memo[prompt]
+        pipe = self.base.pipe
+        with torch.no_grad():
+            names: tuple[str, ...]
+            if self.base.is_sdxl:
+                names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                         "negative_pooled_prompt_embeds")
+                encoded = pipe.encode_prompt(prompt, device=self.device, num_images_per_prompt=1,
+                                             do_classifier_free_guidance=True)
+            else:
+                names = ("prompt_embeds", "negative_prompt_embeds")
+                encoded = pipe.encode_prompt(prompt, self.device, 1, True)
+        conditioning = dict(zip(names, encoded, strict=True))
+        if not self.config.train_text_encoder:
+            self._sample_memo[prompt] = conditioning
+        return conditioning
+
     def _samples(self, step: int, trained: list[torch.nn.Module]) -> None:
-        if self.hooks.on_samples is None:
+        if not self._makes_samples():
             return
         cfg = self.config
         size = bucket_for(cfg.resolution, cfg.resolution, resolution=cfg.resolution, step=cfg.bucket_step)
@@ -474,17 +543,18 @@ class LoraTrainer:
             module.eval()
         samples = []
         try:
-            for index, template in enumerate(cfg.sample_prompts):
-                prompt = template.replace("{trigger}", self.trigger)
+            for index, prompt in enumerate(self._sample_prompts()):
                 seed = cfg.sample_seed + index
                 gen = torch.Generator(self.device).manual_seed(seed)
-                image = self.base.pipe(prompt, height=size.height, width=size.width, generator=gen,
-                                       num_inference_steps=cfg.sample_inference_steps).images[0]
+                image = self.base.pipe(height=size.height, width=size.width, generator=gen,
+                                       num_inference_steps=cfg.sample_inference_steps,
+                                       **self._sample_conditioning(prompt)).images[0]
                 buffer = io.BytesIO()
                 image.save(buffer, format="PNG")
                 samples.append(Sample(step, prompt, seed, buffer.getvalue()))
         finally:
             for module in trained:
                 module.train()
+        assert self.hooks.on_samples is not None  # _makes_samples
         self.hooks.on_samples(samples)
 
