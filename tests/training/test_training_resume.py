@@ -41,16 +41,22 @@ def _trainer(tmp_path: Path, work: str, hooks: Hooks | None = None, **overrides)
                        cache_dir=tmp_path / "cache", device="cpu", hooks=hooks)
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path) -> None:
-    full = _trainer(tmp_path, "full").run()
+# Each optimizer the config offers (8-bit AdamW and Prodigy come with the dev install), with its state in
+# the checkpoint. Prodigy adapts its own step size; kohya's guidance is learning_rate 1.0.
+OPTIMIZERS = [{"optimizer": "adamw"}, {"optimizer": "adamw8bit"}, {"optimizer": "prodigy", "learning_rate": 1.0}]
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=[o["optimizer"] for o in OPTIMIZERS])
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path, optimizer: dict) -> None:
+    full = _trainer(tmp_path, "full", **optimizer).run()
 
     def kill_at_5(report) -> None:  # type: ignore[no-untyped-def]
         if report.step == 5:
             raise SimulatedKill()
 
     with pytest.raises(SimulatedKill):
-        _trainer(tmp_path, "killed", Hooks(on_step=kill_at_5)).run()
-    resumed = _trainer(tmp_path, "killed").run()  # a new process: fresh model, same folder
+        _trainer(tmp_path, "killed", Hooks(on_step=kill_at_5), **optimizer).run()
+    resumed = _trainer(tmp_path, "killed", **optimizer).run()  # a new process: fresh model, same folder
 
     assert resumed.resumed_from == 3 and resumed.steps == full.steps == 8
     assert len(resumed.losses) == len(full.losses) == 8
@@ -58,6 +64,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path) -> None
     for mine, theirs in zip(resumed.weights[0].values(), full.weights[0].values(), strict=True):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
     assert full.epochs == resumed.epochs == 3  # three buckets → three batches an epoch; 8 steps start a third
+    assert any(w.abs().max() > 0 for k, w in full.weights[0].items() if "lora_B" in k)  # the optimizer trained
 
 
 def test_latents_are_cached_across_runs_and_buckets_never_upscale(tmp_path: Path) -> None:
