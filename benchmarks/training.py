@@ -20,8 +20,9 @@ of the last (the first step pays one-time costs in both). Our cache building is 
 On a shared machine other processes slow whichever run they overlap, so by default the two trainers
 run at the same time, one torch thread each (two processes side by side on at least two cores): any
 other load falls on both alike. `--one-at-a-time` runs them in turn instead (`--threads` each, torch's
-default if unset). Either way `--rounds` repeats the pair and each trainer is credited with its best
-round (the least disturbed), memory with its largest. One thread also avoids OpenMP threads spinning
+default if unset); on a GPU they always run in turn, since two processes would compete for it. Either
+way `--rounds` repeats the pair and each trainer is credited with its best round (the least
+disturbed), memory with its largest. One thread also avoids OpenMP threads spinning
 against other processes, which made single steps 40x slower in one measurement here.
 The SD1.5-shaped model has random weights (`build_random_sd15_pipeline`), so its losses only show that
 both loops compute the same objective.
@@ -284,10 +285,16 @@ def _round(scenario: str, steps: int, *, together: bool, threads: int | None,
     return {name: _result(name, scenario, _start(name, scenario, steps, threads, precision)) for name in names}
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _default_precision() -> str:
     import torch
 
-    if not torch.cuda.is_available():
+    if not _has_cuda():
         return "no"
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
@@ -307,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="runs of each trainer, in turn; best is kept")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of each (default: 1 side by "
                         "side, torch's own one at a time)")
-    parser.add_argument("--one-at-a-time", action="store_true", help="run the trainers in turn, not side by side")
+    parser.add_argument("--one-at-a-time", action="store_true", help="run the trainers in turn, not side by side "
+                        "(always so on a GPU)")
     parser.add_argument("--parts", action="store_true", help="time the parts of one step instead (VAE, text, "
                         "each UNet pass) and print the ceiling of caching")
     parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None,
@@ -328,14 +336,16 @@ def main(argv: list[str] | None = None) -> int:
             print_step_parts(scenario)
         return 0
     precision = args.mixed_precision or _default_precision()
-    print(f"mixed precision of both: {precision}")
+    # Side by side spreads other load on a shared CPU evenly; on one GPU the two would compete for it.
+    one_at_a_time = args.one_at_a_time or precision != "no" or _has_cuda()
+    print(f"mixed precision of both: {precision}; " + ("one at a time" if one_at_a_time else "side by side"))
     print(f"{'scenario':<22}{'trainer':<11}{'steps/s':>9}{'peak MB':>10}{'final loss':>12}{'cache s':>9}")
     for scenario in args.scenarios.split(","):
         steps = args.tiny_steps if scenario == "tiny" else args.sd15_steps
         label = f"{scenario} {SCENARIOS[scenario]['resolution']}px {steps} steps"
         rounds: dict[str, list[dict[str, Any]]] = {"reference": [], "ours": []}
         for _ in range(args.rounds):
-            for name, result in _round(scenario, steps, together=not args.one_at_a_time, threads=args.threads,
+            for name, result in _round(scenario, steps, together=not one_at_a_time, threads=args.threads,
                                        precision=precision).items():
                 rounds[name].append(result)
         results = {name: _best(runs) for name, runs in rounds.items()}

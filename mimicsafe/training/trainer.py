@@ -45,6 +45,10 @@ from mimicsafe.training.items import TrainingItem
 
 log = logging.getLogger(__name__)
 
+# fp16 loss scaling starts high and halves on each overflowing step, which it skips; 20 in a row (a scale
+# a million times lower) means the run itself diverged.
+MAX_SCALER_SKIPS = 20
+
 
 @dataclass(frozen=True)
 class StepReport:
@@ -128,6 +132,16 @@ def make_optimizer(config: TrainingConfig, groups: list[dict[str, Any]]) -> torc
     return Prodigy(groups, betas=betas, weight_decay=config.weight_decay)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load a checkpoint's optimizer state, keeping this optimizer's implementation flags: torch restores
+    a group's saved `fused`/`foreach`, and a checkpoint written before AdamW was fused would otherwise
+    turn it back into the loop implementation, which fp16's GradScaler then calls wrongly."""
+    saved = {**saved, "param_groups": [
+        {**saved_group, **{key: group[key] for key in ("fused", "foreach") if key in group}}
+        for saved_group, group in zip(saved["param_groups"], optimizer.param_groups, strict=True)]}
+    optimizer.load_state_dict(saved)
+
+
 class LoraTrainer:
     def __init__(self, *, config: TrainingConfig, base: BaseModel, items: Sequence[TrainingItem], artist: str,
                  work_dir: Path, cache_dir: Path | None, device: str | None = None,
@@ -156,6 +170,7 @@ class LoraTrainer:
         self._text_memo: dict[str, Conditioning] = {}
         self._sample_memo: dict[str, dict[str, torch.Tensor]] = {}
         self._rank, self._world, self._main = 0, 1, True  # this process among the run's (set by `run`)
+        self._scaler_skips = 0  # fp16 steps in a row the loss scaler skipped (see `_guard`)
 
     def _text_encoders(self) -> list[torch.nn.Module]:
         pipe = self.base.pipe
@@ -236,7 +251,7 @@ class LoraTrainer:
                 accelerator.backward(loss / cfg.gradient_accumulation_steps)
                 loss_value += loss.detach().item() / cfg.gradient_accumulation_steps
             grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf)
-            self._guard(step + 1, loss_value, grad_norm, scheduler)
+            self._guard(step + 1, loss_value, grad_norm, scheduler, accelerator.scaler)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -452,9 +467,16 @@ class LoraTrainer:
         log.info("freed the frozen encoders: latents and %d caption embeddings are cached", len(self._text_memo))
 
     # Safety, checkpoints, samples --------------------------------------------------------------------
-    def _guard(self, step: int, loss: float, grad_norm: Any, scheduler: Any) -> None:
+    def _guard(self, step: int, loss: float, grad_norm: Any, scheduler: Any, scaler: Any) -> None:
+        """Stop on a non-finite loss or gradient, except the overflows fp16 loss scaling expects: there the
+        GradScaler skips the step and lowers the scale, up to MAX_SCALER_SKIPS steps in a row."""
         norm = float(grad_norm)
         if math.isfinite(loss) and math.isfinite(norm):
+            self._scaler_skips = 0
+            return
+        if scaler is not None and math.isfinite(loss) and self._scaler_skips < MAX_SCALER_SKIPS:
+            self._scaler_skips += 1
+            log.info("step %d: fp16 gradients overflowed; the loss scaler skips this step", step)
             return
         what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
         raise TrainingDiverged(
@@ -501,7 +523,7 @@ class LoraTrainer:
             params = dict(module.named_parameters())
             for name, value in saved.items():
                 params[name].data.copy_(value.to(params[name].device))
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if state["scaler"] is not None and accelerator.scaler is not None:
             accelerator.scaler.load_state_dict(state["scaler"])
@@ -528,11 +550,31 @@ class LoraTrainer:
                                              do_classifier_free_guidance=True)
             else:
                 names = ("prompt_embeds", "negative_prompt_embeds")
-                encoded = pipe.encode_prompt(prompt, self.device, 1, True)
+                # As training conditions (kohya's clip_skip 2 = diffusers' 1: the penultimate layer).
+                encoded = pipe.encode_prompt(prompt, self.device, 1, True,
+                                             clip_skip=self.config.clip_skip - 1 or None)
         conditioning = dict(zip(names, encoded, strict=True))
         if not self.config.train_text_encoder:
             self._sample_memo[prompt] = conditioning
         return conditioning
+
+    def _decode(self, latents: torch.Tensor) -> Any:
+        """The pipelines' own decode (SDXL's latent mean/std when its VAE has them), with the latents cast
+        to the VAE's dtype first: on a GPU the UNet runs in bf16/fp16 while the VAE stays fp32, which the
+        pipelines' decode does not reconcile."""
+        pipe = self.base.pipe
+        vae = pipe.vae
+        config = vae.config
+        latents = latents.to(vae.dtype)
+        mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+        if mean is not None and std is not None:
+            mean_t, std_t = (torch.tensor(v).view(1, -1, 1, 1).to(latents) for v in (mean, std))
+            latents = latents * std_t / config.scaling_factor + mean_t
+        else:
+            latents = latents / config.scaling_factor
+        with torch.no_grad():
+            image = vae.decode(latents).sample
+        return pipe.image_processor.postprocess(image, output_type="pil")[0]
 
     def _samples(self, step: int, trained: list[torch.nn.Module]) -> None:
         if not self._makes_samples():
@@ -546,9 +588,10 @@ class LoraTrainer:
             for index, prompt in enumerate(self._sample_prompts()):
                 seed = cfg.sample_seed + index
                 gen = torch.Generator(self.device).manual_seed(seed)
-                image = self.base.pipe(height=size.height, width=size.width, generator=gen,
-                                       num_inference_steps=cfg.sample_inference_steps,
-                                       **self._sample_conditioning(prompt)).images[0]
+                latents = self.base.pipe(height=size.height, width=size.width, generator=gen,
+                                         num_inference_steps=cfg.sample_inference_steps, output_type="latent",
+                                         **self._sample_conditioning(prompt)).images
+                image = self._decode(latents)
                 buffer = io.BytesIO()
                 image.save(buffer, format="PNG")
                 samples.append(Sample(step, prompt, seed, buffer.getvalue()))

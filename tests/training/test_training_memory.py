@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
 import itertools
 import random
 import weakref
@@ -41,6 +42,12 @@ def _train(base: BaseModel, tmp_path: Path, name: str, *, free: bool, captions: 
     return trainer.run(), samples
 
 
+def _png(image) -> bytes:  # noqa: ANN001
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 class _watch:  # noqa: N801  # used as a function: a step hook
     """A step hook that records whether every watched module has been garbage-collected by then."""
 
@@ -71,7 +78,14 @@ def test_freed_encoders_train_and_sample_as_kept_ones(tmp_path: Path, monkeypatc
         return conditioning(self, texts)
 
     monkeypatch.setattr(LoraTrainer, "_conditioning", recording)
-    kept = _train(BaseModel("tiny", build_tiny_pipeline(), "tiny"), tmp_path, "kept", free=False, shuffle_tags=False)
+    kept_pipe = build_tiny_pipeline()
+    kept = _train(BaseModel("tiny", kept_pipe, "tiny"), tmp_path, "kept", free=False, shuffle_tags=False)
+    # The samples are what the plain pipeline call makes with the trained model.
+    last = kept[1][-1]
+    kept_pipe.unet.eval()
+    image = kept_pipe(last.prompt, height=64, width=64, generator=torch.Generator().manual_seed(last.seed),
+                      num_inference_steps=3).images[0]
+    assert last.png == _png(image)
     pipe = build_tiny_pipeline()
     freed_while_training = _watch([pipe.text_encoder, pipe.vae.encoder])
     freed = _train(BaseModel("tiny", pipe, "tiny"), tmp_path, "freed", free=True, shuffle_tags=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import types
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,41 @@ def test_a_nan_loss_stops_the_run_with_an_explanation(tmp_path: Path) -> None:
                        max_grad_norm=0.0, adam_epsilon=1e-30)
     with pytest.raises(TrainingDiverged, match="diverged at step"):
         trainer.run()
+
+
+def test_fp16_overflows_are_left_to_the_loss_scaler_but_not_forever(tmp_path: Path) -> None:
+    """With fp16 loss scaling an overflowing step is normal: the GradScaler skips it and lowers the scale.
+    Only a run that keeps overflowing has diverged. (fp16 needs a GPU, so `_guard` is called directly.)"""
+    from mimicsafe.training.errors import TrainingDiverged
+    from mimicsafe.training.trainer import MAX_SCALER_SKIPS
+
+    trainer = _trainer(tmp_path, "guard")
+    scheduler, scaler = types.SimpleNamespace(get_last_lr=lambda: [1e-4]), torch.amp.GradScaler("cpu")
+    for step in range(1, MAX_SCALER_SKIPS + 1):
+        trainer._guard(step, 0.5, float("inf"), scheduler, scaler)  # skipped by the scaler, not an error
+    trainer._guard(MAX_SCALER_SKIPS + 1, 0.5, 1.0, scheduler, scaler)  # a good step resets the count
+    for step in range(MAX_SCALER_SKIPS):
+        trainer._guard(step, 0.5, float("inf"), scheduler, scaler)
+    with pytest.raises(TrainingDiverged, match="gradient norm inf"):
+        trainer._guard(99, 0.5, float("inf"), scheduler, scaler)
+    with pytest.raises(TrainingDiverged, match="gradient norm inf"):  # without a scaler: at once
+        _trainer(tmp_path, "guard2")._guard(1, 0.5, float("inf"), scheduler, None)
+    with pytest.raises(TrainingDiverged, match="loss nan"):  # a NaN loss is never the scaler's to skip
+        _trainer(tmp_path, "guard3")._guard(1, float("nan"), 1.0, scheduler, scaler)
+
+
+def test_a_checkpoint_from_the_loop_adamw_resumes_into_the_fused_one() -> None:
+    """torch restores a group's saved `fused` flag; a checkpoint from before AdamW was fused must not turn
+    the optimizer back into the loop implementation (which fp16's GradScaler would then call wrongly)."""
+    from mimicsafe.training.trainer import load_optimizer_state
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    old = torch.optim.AdamW([weight], lr=0.1)
+    weight.grad = torch.ones(3)
+    old.step()
+    fused = torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))], lr=0.1, fused=True)
+    load_optimizer_state(fused, old.state_dict())
+    assert fused.param_groups[0]["fused"] is True
+    assert fused.param_groups[0]["lr"] == 0.1
+    state = next(iter(fused.state.values()))
+    torch.testing.assert_close(state["exp_avg"], next(iter(old.state.values()))["exp_avg"])
