@@ -20,6 +20,8 @@ from mimicsafe.settings import REPO_ROOT
 
 PRESETS_DIR = REPO_ROOT / "configs" / "presets"
 PRESET_NAMES = ("tiny", "sd15", "sdxl")
+# Prodigy estimates the step size itself; the learning rate only scales it (kohya's guidance: 1.0).
+PRODIGY_MIN_LR = 0.1
 
 ModelFamily = Literal["tiny", "sd15", "sdxl"]
 Optimizer = Literal["adamw", "adamw8bit", "prodigy"]
@@ -127,6 +129,14 @@ class TrainingConfig:
         if self.train_text_encoder and self.cache_text_embeddings:
             raise ValueError("cache_text_embeddings: cannot cache text embeddings while training the text encoder; "
                              "set one of them to false")
+        if self.optimizer == "prodigy":
+            rates = {"learning_rate": self.learning_rate}
+            if self.train_text_encoder:
+                rates["text_encoder_lr"] = self.text_encoder_lr
+            for name, rate in rates.items():
+                if rate < PRODIGY_MIN_LR:
+                    raise ValueError(f"{name}: Prodigy finds its own step size and multiplies it by this rate, so "
+                                     f"use 1.0 (at least {PRODIGY_MIN_LR}); {rate} would train almost nothing")
         if self.model_family == "sdxl" and self.train_text_encoder:
             raise ValueError("train_text_encoder: SDXL training here is UNet-only")
         if "{artist}" in self.default_caption:
