@@ -6,12 +6,12 @@ trainer has its own tests). The provenance keys match what `mimicsafe.training.r
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 
 from mimicsafe import accounts
 from mimicsafe.context import Instance
 from mimicsafe.db.models import Dataset, LoraModel, TrainingJob
+from mimicsafe.training.manifest import manifest_sha256
 
 
 def add_finished_model(instance: Instance, username: str, *, weights: bytes, name: str | None = None,
@@ -23,7 +23,7 @@ def add_finished_model(instance: Instance, username: str, *, weights: bytes, nam
         user = accounts.get_user(session=session, username=username)
         manifest = {"artist": username, "weights": weights_sha256, "name": name}
         dataset = Dataset(user_id=user.id, manifest=manifest, item_count=1, policy_version="1",
-                          manifest_sha256=hashlib.sha256(repr(manifest).encode()).hexdigest())
+                          manifest_sha256=manifest_sha256(manifest))
         session.add(dataset)
         session.flush()
         job = TrainingJob(user_id=user.id, dataset_id=dataset.id, preset="tiny", config={}, status="completed",

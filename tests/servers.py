@@ -7,8 +7,8 @@ import os
 import re
 import socket
 import subprocess
-import time
 import urllib.request
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from mimicsafe.db import migrate
 from mimicsafe.db.engine import make_engine
+from tests.waiting import wait_until
 
 # Read at import (collection time): tests/conftest.py's autouse fixture hides every MIMICSAFE_* variable.
 POSTGRES_URL = os.environ.get("MIMICSAFE_TEST_POSTGRES_URL") or None
@@ -82,22 +83,23 @@ def free_port_number() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_http(url: str, proc: subprocess.Popen, seconds: float = 180) -> int:
+def wait_for_http(url: str, proc: subprocess.Popen, seconds: float = 180,
+                  output: Callable[[], str] | None = None) -> int:
     """Wait until `url` answers (its HTTP status, redirects followed); fail if `proc` exits or time runs out.
 
     `seconds` is a hang guard for a start on a busy machine, not a speed assertion.
     """
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    def status() -> int | None:
         if proc.poll() is not None:
-            output = proc.stdout.read() if proc.stdout else ""
-            raise AssertionError(f"the server exited early ({proc.returncode}):\n{output}")
+            said = output() if output is not None else proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"the server exited early ({proc.returncode}):\n{said}")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status
+                return int(response.status)
         except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
+            return None
+
+    return wait_until(status, seconds=seconds, what=f"{url} to answer", poll=0.5)
 
 
 def stop(proc: subprocess.Popen, timeout: float = 30) -> None:

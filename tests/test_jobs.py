@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 from mimicsafe.context import Instance
 from mimicsafe.jobs import build_queue
 from tests.servers import stop
+from tests.waiting import wait_until
 
 
 def test_worker_runs_a_queued_job(instance: Instance) -> None:
@@ -20,12 +20,11 @@ def test_worker_runs_a_queued_job(instance: Instance) -> None:
     worker = subprocess.Popen([sys.executable, "-m", "ui", "worker"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        value = None
-        deadline = time.monotonic() + 120  # a wait loop, not a speed assertion
-        while value is None and time.monotonic() < deadline and worker.poll() is None:
-            value = result.get()
-            time.sleep(0.2)
-        assert value is not None, "the worker did not run the job"
+        def ran() -> dict | None:
+            assert worker.poll() is None, f"the worker exited: {worker.communicate()[0]}"
+            return result.get()
+
+        value = wait_until(ran, seconds=120, what="the worker to run the job", poll=0.2)
         assert value["token"] == "hello"
         assert str(worker.pid) in value["worker"]
         assert queue.pending_count() == 0

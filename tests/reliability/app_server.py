@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import httpx
 
 from mimicsafe.context import Instance
 from tests.reliability.helpers import child_env
-from tests.servers import free_port_number
+from tests.servers import free_port_number, wait_for_http
 from tests.servers import stop as stop_process
 
 START_GUARD_S = 240  # a hang guard for a start on a busy machine, not a speed assertion
@@ -40,17 +37,8 @@ class AppServer:
             self.proc = subprocess.Popen([sys.executable, "-m", "ui", "serve", "--no-embedded-worker",
                                           "--host", "127.0.0.1", "--port", str(port)],
                                          env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_GUARD_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited ({self.proc.returncode}): {self.log()}")
-            try:
-                if httpx.get(self.url + "/login", timeout=5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"the server did not answer: {self.log()}")
+        wait_for_http(self.url + "/login", self.proc, START_GUARD_S, output=self.log)
+        return self
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

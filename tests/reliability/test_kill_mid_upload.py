@@ -25,6 +25,7 @@ from mimicsafe.context import Instance
 from mimicsafe.db.models import AuditEntry, Upload
 from ownership.signatures import sign_manifest, write_keypair
 from tests.reliability.helpers import child_env, make_people, register_key, work
+from tests.waiting import wait_until
 
 BATCH = 8
 
@@ -52,9 +53,8 @@ def test_upload_killed_mid_batch_then_retried(instance: Instance, tmp_path: Path
     command = _upload_command(instance, files, manifest)
 
     proc = subprocess.Popen(command, env=child_env(instance), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300  # a hang guard, not a speed assertion
-    while not _blobs(instance) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: _blobs(instance) or proc.poll() is not None, seconds=300, what="the upload's first blob",
+               poll=0.01)
     proc.send_signal(signal.SIGKILL)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, f"the upload ended before it could be killed: {stderr!r}"
@@ -94,9 +94,8 @@ def test_writer_killed_mid_blob_publishes_nothing_and_its_temporary_is_swept(tmp
     assert writer.stdin is not None
     writer.stdin.write(b"x" * (3 << 20))  # three 1 MiB chunks; the stream stays open
     writer.stdin.flush()
-    deadline = time.monotonic() + 120  # a hang guard
-    while not any(p.stat().st_size >= 2 << 20 for p in root.glob("tmp/*")) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: any(p.stat().st_size >= 2 << 20 for p in root.glob("tmp/*")), seconds=120,
+               what="2 MiB in the writer's temporary file", poll=0.01)
     writer.send_signal(signal.SIGKILL)  # mid-file: more data was coming
     writer.wait(timeout=60)
     (partial,) = root.glob("tmp/*")

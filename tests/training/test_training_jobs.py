@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from mimicsafe.training import runner, service
 from mimicsafe.training.errors import DatasetRefused, JobConflict
 from mimicsafe.training.manifest import load_items, manifest_sha256
 from tests.training.conftest import drain
+from tests.waiting import wait_until
 
 
 def _job(instance, job_id: int) -> TrainingJob:
@@ -174,13 +174,12 @@ def test_both_export_formats_load_in_diffusers_with_the_same_effect(trained, tmp
 def test_cancel_stops_a_running_job_and_keeps_its_checkpoint(studio, queue, background_worker) -> None:
     studio.upload("alice", 2)
     job = _submit(studio, queue, steps=200)
-    deadline = time.monotonic() + 120  # a wait loop, not a speed assertion
-    while _job(studio.instance, job.id).checkpoint_step is None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: _job(studio.instance, job.id).checkpoint_step is not None, seconds=120,
+               what="the job's first checkpoint", poll=0.1)
     with studio.instance.transaction() as s:
         service.cancel_job(session=s, job_id=job.id, actor="alice")
-    while _job(studio.instance, job.id).status == "running" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: _job(studio.instance, job.id).status != "running", seconds=120, what="the job to stop",
+               poll=0.1)
     stopped = _job(studio.instance, job.id)
     assert stopped.status == "cancelled"
     assert 5 <= stopped.step < 200
