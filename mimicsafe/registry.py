@@ -59,6 +59,16 @@ class Registry:
         """An object with the gate's `search(fingerprint, sha256=)` signature, bound to this session."""
         return _Pinned(self, session)
 
+    def position(self, session: Session) -> int:
+        """Where the audit log stands for this session (the head's sequence number)."""
+        return session.scalar(select(AuditHead.seq)) or 0
+
+    def changed_since(self, session: Session, position: int) -> bool:
+        """Whether anything that changes the registry was logged after `position`: one range read on
+        the log's primary key, over the entries since then."""
+        later = select(AuditEntry.seq).where(AuditEntry.seq > position, AuditEntry.action.in_(REGISTRY_ACTIONS))
+        return session.scalar(later.limit(1)) is not None
+
     def size(self, session: Session) -> int:
         with self._lock:
             return len(self._refresh(session))

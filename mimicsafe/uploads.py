@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select
@@ -73,6 +73,7 @@ class Prepared:
     matches: tuple[Match, ...]
     keys: tuple[RegisteredKey, ...]
     duplicate: bool
+    registry_position: int | None = None  # the audit log position the index answer reflects (or later)
 
 
 def signature_for(file: NamedFile, signatures: Sequence[NamedFile]) -> bytes | None:
@@ -149,10 +150,13 @@ class _Latest:
 
     def __init__(self, instance: Instance) -> None:
         self._instance = instance
+        self.position: int | None = None
 
     def search(self, fingerprint: Fingerprint, *, sha256: str | None = None) -> list[Match]:
+        registry = self._instance.registry
         with self._instance.reading() as session:
-            return self._instance.registry.search(session, fingerprint, sha256=sha256)
+            self.position = registry.position(session)  # read first: the search sees at least this much
+            return registry.search(session, fingerprint, sha256=sha256)
 
 
 def _judge(searchable: Searchable, settings: Settings, user: User, keys: Sequence[RegisteredKey],
@@ -196,8 +200,9 @@ def prepare_uploads(*, instance: Instance, username: str, files: Sequence[NamedF
     for file in files:
         if len(file.data) <= settings.max_upload_bytes:
             instance.blobs.put(file.data)
-        prepared.append(_judge(_Latest(instance), settings, user, keys, file, signature_for(file, signatures),
-                               previous))
+        latest = _Latest(instance)
+        judged = _judge(latest, settings, user, keys, file, signature_for(file, signatures), previous)
+        prepared.append(replace(judged, registry_position=latest.position))
     return prepared
 
 
@@ -211,10 +216,14 @@ def _still_holds(session: Session, registry: Registry, prepared: Prepared, keys:
     be verified until it commits: a work verified between the read and the write is never missed. On
     PostgreSQL the look-up sees what was committed when it runs, as it did when the whole gate ran in
     this transaction; what remains is the window between this look-up and the commit, which was there
-    before and is now shorter. The look-up is cheap next to the decoding and fingerprinting it reuses."""
+    before and is now shorter. The look-up runs only when the registry changed since the prepared one
+    (`Registry.changed_since`): usually nothing was verified in between, and the search stays outside
+    the lock."""
     if set(keys) != set(prepared.keys) or (prepared.evidence.verdict.sha256 in previous) != prepared.duplicate:
         return False
     if prepared.lookup is None:  # not decodable: no index answer, keys or history can change that verdict
+        return True
+    if prepared.registry_position is not None and not registry.changed_since(session, prepared.registry_position):
         return True
     fingerprint, sha256 = prepared.lookup
     return tuple(registry.search(session, fingerprint, sha256=sha256)) == prepared.matches

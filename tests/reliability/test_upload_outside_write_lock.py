@@ -68,14 +68,19 @@ def test_another_writer_is_not_blocked_while_the_gate_works(instance: Instance, 
         with transaction(make_session_factory(impatient)) as session:
             accounts.create_user(session=session, username=f"newcomer{call}", role="artist", password=PASSWORD)
 
+    searches: list[object] = []
+    search = instance.registry.search
     try:
         with pytest.MonkeyPatch.context() as patch:
             calls = _gate_calls(patch, write_meanwhile)
+            patch.setattr(instance.registry, "search", lambda *a, **k: searches.append(a) or search(*a, **k))
             (outcome,) = uploads.upload(instance=instance, username="alice", files=[file], signatures=[manifest])
     finally:
         impatient.dispose()
     assert outcome.evidence.verdict.decision == "accepted"
     assert calls == [1]  # judged once, before the write transaction; nothing changed, so not again
+    # The writer changed no registered work, so the index was not searched again under the write lock.
+    assert len(searches) == 1
     assert _stored(instance) == [(file.name, "accepted")]
     with instance.transaction() as session:
         assert accounts.get_user(session=session, username="newcomer1").role == "artist"
