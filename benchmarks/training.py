@@ -103,9 +103,13 @@ def run_ours(scenario: str, steps: int, precision: str = "no") -> dict[str, Any]
                               cache_dir=Path(work) / "cache", hooks=hooks, free_frozen_encoders=True)
         start = time.perf_counter()
         result = trainer.run()
-    setup = (ticks[0] - start) if ticks else 0.0
+    return _figures(ticks, result.losses, setup_s=ticks[0] - start)
+
+
+def _figures(ticks: list[float], losses: list[float], *, setup_s: float) -> dict[str, Any]:
+    """One trainer's figures: steps/s from the end of the first step to the end of the last."""
     return {"steps_per_s": (len(ticks) - 1) / (ticks[-1] - ticks[0]), "peak_mb": _peak_mb(),
-            "final_loss": float(np.mean(result.losses[-5:])), "setup_s": setup}
+            "final_loss": float(np.mean(losses[-5:])), "setup_s": setup_s}
 
 
 # The reference: diffusers' examples/text_to_image/train_text_to_image_lora.py, its loop --------------------
@@ -188,8 +192,7 @@ def run_reference(scenario: str, steps: int, precision: str = "no") -> dict[str,
             step += 1
             if step >= steps:
                 break
-    return {"steps_per_s": (len(ticks) - 1) / (ticks[-1] - ticks[0]), "peak_mb": _peak_mb(),
-            "final_loss": float(np.mean(losses[-5:])), "setup_s": 0.0}
+    return _figures(ticks, losses, setup_s=0.0)
 
 
 # The parts of a step ----------------------------------------------------------------------------------------
@@ -285,20 +288,6 @@ def _round(scenario: str, steps: int, *, together: bool, threads: int | None,
     return {name: _result(name, scenario, _start(name, scenario, steps, threads, precision)) for name in names}
 
 
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _default_precision() -> str:
-    import torch
-
-    if not _has_cuda():
-        return "no"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-
 def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The fastest round's figures, with the largest peak memory of any round."""
     best = dict(max(runs, key=lambda r: r["steps_per_s"]))
@@ -335,9 +324,12 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in args.scenarios.split(","):
             print_step_parts(scenario)
         return 0
-    precision = args.mixed_precision or _default_precision()
+    from mimicsafe.training.trainer import pick_device, resolve_precision
+
+    device = pick_device()
+    precision = args.mixed_precision or resolve_precision("auto", device)
     # Side by side spreads other load on a shared CPU evenly; on one GPU the two would compete for it.
-    one_at_a_time = args.one_at_a_time or precision != "no" or _has_cuda()
+    one_at_a_time = args.one_at_a_time or device == "cuda"
     print(f"mixed precision of both: {precision}; " + ("one at a time" if one_at_a_time else "side by side"))
     print(f"{'scenario':<22}{'trainer':<11}{'steps/s':>9}{'peak MB':>10}{'final loss':>12}{'cache s':>9}")
     for scenario in args.scenarios.split(","):

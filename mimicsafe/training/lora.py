@@ -12,9 +12,7 @@ Layouts (both load with diffusers' `pipe.load_lora_weights`):
   scale alpha/rank folded into `lora_B`, so every loader — from a file or from a dict — applies it
   the same way (diffusers' convention is scale 1 when no alphas are given);
 - kohya: `lora_unet_<module_with_underscores>.lora_down.weight` / `.lora_up.weight` / `.alpha`
-  (`lora_te_` for the text encoder; on SDXL `lora_te1_`/`lora_te2_`, as kohya's SDXL scripts name them
-  and as ComfyUI's key map expects for SDXL's first encoder). UNet modules keep diffusers' names, which
-  kohya uses for SD 1.x; ComfyUI maps `lora_unet_` + diffusers names for SDXL as well.
+  (`lora_te_` for the text encoder).
 """
 
 from __future__ import annotations
@@ -118,12 +116,9 @@ def to_diffusers(parts: Iterable[tuple[LoraLayout, dict[str, torch.Tensor]]]) ->
 
 
 _KOHYA_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te_", "text_encoder_2": "lora_te2_"}
-_KOHYA_SDXL_PREFIX = {**_KOHYA_PREFIX, "text_encoder": "lora_te1_"}
 
 
-def to_kohya(parts: Iterable[tuple[LoraLayout, dict[str, torch.Tensor]]], *, sdxl: bool = False
-             ) -> dict[str, torch.Tensor]:
-    prefixes = _KOHYA_SDXL_PREFIX if sdxl else _KOHYA_PREFIX
+def to_kohya(parts: Iterable[tuple[LoraLayout, dict[str, torch.Tensor]]]) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for layout, weights in parts:
         for module in _modules(weights):
@@ -131,7 +126,7 @@ def to_kohya(parts: Iterable[tuple[LoraLayout, dict[str, torch.Tensor]]], *, sdx
                 module_path = f"text_model.{module}"  # transformers 5 dropped the wrapper kohya's names keep
             else:
                 module_path = module
-            name = prefixes[layout.prefix] + module_path.replace(".", "_")
+            name = _KOHYA_PREFIX[layout.prefix] + module_path.replace(".", "_")
             out[f"{name}.lora_down.weight"] = weights[f"{module}.lora_A.weight"].clone()
             out[f"{name}.lora_up.weight"] = weights[f"{module}.lora_B.weight"].clone()
             out[f"{name}.alpha"] = torch.tensor(layout.alphas[module], dtype=torch.float32)

@@ -81,16 +81,20 @@ def build_manifest(*, session: Session, user: User, captions: Mapping[str, str] 
             "policy_version": POLICY_VERSION, "items": items}
 
 
+def dataset_row(user: User, manifest: dict[str, Any]) -> Dataset:
+    """A Dataset row for this manifest, not yet added to any session."""
+    return Dataset(user_id=user.id, manifest=manifest, manifest_sha256=manifest_sha256(manifest),
+                   item_count=len(manifest["items"]), policy_version=manifest["policy_version"])
+
+
 def store_dataset(*, session: Session, user: User, manifest: dict[str, Any]) -> Dataset:
     """The Dataset row for this manifest (reused when the same artist trains on the same set again)."""
-    digest = manifest_sha256(manifest)
-    existing = session.scalar(select(Dataset).where(Dataset.manifest_sha256 == digest))
+    dataset = dataset_row(user, manifest)
+    existing = session.scalar(select(Dataset).where(Dataset.manifest_sha256 == dataset.manifest_sha256))
     if existing is not None:
         if existing.user_id != user.id:  # impossible unless hashes collide: the manifest names the artist
             raise DatasetRefused("a dataset with this manifest belongs to another account")
         return existing
-    dataset = Dataset(user_id=user.id, manifest=manifest, manifest_sha256=digest,
-                      item_count=len(manifest["items"]), policy_version=manifest["policy_version"])
     session.add(dataset)
     session.flush()
     return dataset

@@ -10,7 +10,6 @@ never trained again, so a replayed task cannot make a second model.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -252,7 +251,7 @@ def store_model(instance: Instance, *, job_id: int, artist: str, config: Trainin
                             base_model_sha256=base.fingerprint("unet"), title=f"{artist} style (job {job_id})")
     files = {}
     exports: tuple[tuple[KeyFormat, Callable[[Any], dict[str, Any]]], ...] = (
-        ("diffusers", lora.to_diffusers), ("kohya", functools.partial(lora.to_kohya, sdxl=base.is_sdxl)))
+        ("diffusers", lora.to_diffusers), ("kohya", lora.to_kohya))
     for key_format, convert in exports:
         tensors = convert(result.parts())
         metadata = build_metadata(config=config, provenance=provenance, result=result, key_format=key_format,

@@ -24,7 +24,7 @@ from mimicsafe.errors import NotFoundError, PermissionDenied, ValidationFailed
 from mimicsafe.settings import Settings
 from mimicsafe.training.config import load_preset
 from mimicsafe.training.errors import JobConflict
-from mimicsafe.training.manifest import build_manifest, load_items, manifest_sha256, store_dataset
+from mimicsafe.training.manifest import build_manifest, dataset_row, load_items, store_dataset
 
 ACTIVE = ("queued", "running")
 FINISHED = ("completed", "failed", "cancelled")
@@ -97,9 +97,7 @@ def _model(session: Session, model_id: int, actor: User) -> LoraModel:
 # Jobs ---------------------------------------------------------------------------------------------
 def _submitter(session: Session, *, username: str, actor: str, lock: bool = False) -> User:
     """The artist a job is submitted for, refused when not allowed or when a job is already active."""
-    actor_user = _actor(session, actor)
-    user = get_user(session=session, username=username)
-    _check_owner(actor_user, user.id, f"artist {username}")
+    user = _artist_for(session, username, actor)
     if user.disabled or user.consent_withdrawn_at is not None:
         raise PermissionDenied(f"{username} cannot train: the account is disabled or consent was withdrawn")
     if lock:
@@ -135,10 +133,8 @@ def submit_training(*, instance: Instance, queue: Any, username: str, actor: str
     with instance.reading() as session:
         user = _submitter(session, username=username, actor=actor)
         manifest = build_manifest(session=session, user=user, captions=captions)
-        checked = Dataset(user_id=user.id, manifest=manifest, manifest_sha256=manifest_sha256(manifest),
-                          item_count=len(manifest["items"]), policy_version=manifest["policy_version"])
         load_items(session=session, blobs=instance.blobs, registry=instance.registry, settings=instance.settings,
-                   dataset=checked)  # refuse now, naming the item, rather than in the worker later
+                   dataset=dataset_row(user, manifest))  # refuse now, naming the item, not in the worker later
     with instance.transaction() as session:
         user = _submitter(session, username=username, actor=actor, lock=True)
         dataset = store_dataset(session=session, user=user, manifest=manifest)
@@ -195,29 +191,31 @@ def get_job(*, session: Session, job_id: int, actor: str) -> JobView:
     return _view(session, _job(session, job_id, _actor(session, actor)))
 
 
-def list_jobs(*, session: Session, username: str, actor: str) -> list[JobView]:
+def _artist_for(session: Session, username: str, actor: str) -> User:
+    """The artist `username`, whose jobs and models only they and admins may see."""
     actor_user = _actor(session, actor)
     user = get_user(session=session, username=username)
     _check_owner(actor_user, user.id, f"artist {username}")
-    jobs = session.scalars(select(TrainingJob).where(TrainingJob.user_id == user.id).order_by(TrainingJob.id.desc()))
+    return user
+
+
+def list_jobs(*, session: Session, username: str, actor: str, limit: int | None = None) -> list[JobView]:
+    """The artist's jobs, newest first (the newest `limit` of them)."""
+    user = _artist_for(session, username, actor)
+    jobs = session.scalars(select(TrainingJob).where(TrainingJob.user_id == user.id)
+                           .order_by(TrainingJob.id.desc()).limit(limit))
     return [_view(session, job) for job in jobs]
 
 
 def latest_job(*, session: Session, username: str, actor: str) -> JobView | None:
-    """The artist's most recent job (None if they have none), in one query rather than list_jobs's all."""
-    actor_user = _actor(session, actor)
-    user = get_user(session=session, username=username)
-    _check_owner(actor_user, user.id, f"artist {username}")
-    job = session.scalar(select(TrainingJob).where(TrainingJob.user_id == user.id)
-                         .order_by(TrainingJob.id.desc()).limit(1))
-    return _view(session, job) if job is not None else None
+    """The artist's most recent job (None if they have none)."""
+    newest = list_jobs(session=session, username=username, actor=actor, limit=1)
+    return newest[0] if newest else None
 
 
 # Models -------------------------------------------------------------------------------------------
 def list_models(*, session: Session, username: str, actor: str) -> list[LoraModel]:
-    actor_user = _actor(session, actor)
-    user = get_user(session=session, username=username)
-    _check_owner(actor_user, user.id, f"artist {username}")
+    user = _artist_for(session, username, actor)
     return list(session.scalars(select(LoraModel).where(LoraModel.user_id == user.id, LoraModel.deleted_at.is_(None))
                                 .order_by(LoraModel.id)))
 

@@ -30,7 +30,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import compute_snr
 
@@ -260,8 +259,8 @@ class LoraTrainer:
             done = step + 1
             recent = step_times[-20:]
             self._report(StepReport(done, cfg.max_train_steps, loss_value, float(scheduler.get_last_lr()[0]),
-                                    order.position(self._shard(done * cfg.gradient_accumulation_steps) - 1)[0],
-                                    sum(recent) / len(recent)))
+                                    order.position(self._last_batch(done))[0],
+                                    sum(recent) / len(recent)), accelerator)
             if self._main and done % cfg.checkpoint_every_steps == 0 and done < cfg.max_train_steps:
                 self._save_checkpoint(done, trained, optimizer, scheduler, accelerator, order, losses)
             if self._makes_samples() and (done % cfg.sample_every_steps == 0 or done == cfg.max_train_steps):
@@ -272,7 +271,7 @@ class LoraTrainer:
         weights = [lora.lora_weights(unwrapped)]
         if cfg.train_text_encoder:
             weights.append(lora.lora_weights(pipe.text_encoder))
-        last_micro = self._shard(cfg.max_train_steps * cfg.gradient_accumulation_steps) - 1
+        last_micro = self._last_batch(cfg.max_train_steps)
         return TrainingResult(
             layouts=layouts, weights=weights, losses=losses, steps=cfg.max_train_steps,
             epochs=order.position(last_micro)[0] + 1, captions=self.captions,
@@ -293,19 +292,19 @@ class LoraTrainer:
         """Index in the data order of this process's micro-batch m (m itself with one process)."""
         return m * self._world + self._rank
 
-    def _report(self, report: StepReport) -> None:
-        """Progress to the main process's hook; a cancel there stops every process after this step."""
-        cancelled = False
+    def _last_batch(self, steps: int) -> int:
+        """Index in the data order of the last batch any process has trained after `steps` optimizer steps."""
+        return steps * self.config.gradient_accumulation_steps * self._world - 1
+
+    def _report(self, report: StepReport, accelerator: Accelerator) -> None:
+        """Progress to the main process's hook; a cancel there stops every process after this step
+        (accelerate's trigger: a flag summed over the processes)."""
         if self._main and self.hooks.on_step is not None:
             try:
                 self.hooks.on_step(report)
             except TrainingCancelled:
-                cancelled = True
-        if self._world > 1:
-            flag = [cancelled]
-            broadcast_object_list(flag)
-            cancelled = bool(flag[0])
-        if cancelled:
+                accelerator.set_trigger()
+        if accelerator.check_trigger():
             raise TrainingCancelled()
 
     # One micro-batch --------------------------------------------------------------------------------

@@ -83,7 +83,8 @@ def build(instance: Instance) -> Panel:
         exported = gr.File(label="Download", interactive=False)
         message = gr.Markdown()
 
-    def job_view(username: str, number: int | None) -> tuple:
+    def job_state(username: str, number: int | None) -> tuple[tuple, bool]:
+        """The job outputs (the newest job when `number` is None), and whether the job is still active."""
         with instance.reading() as session:
             if number is None:
                 view = training.latest_job(session=session, username=username, actor=username)
@@ -94,7 +95,10 @@ def build(instance: Instance) -> Panel:
             result_id = view.job.id if view else None
             text = progress_html(view)
         pictures = [(stored_thumbnail(instance.blobs, sha, settings), f"sample {i + 1}") for i, sha in enumerate(shas)]
-        return result_id, text, [p for p in pictures if p[0] is not None], gr.Timer(active=active)
+        return (result_id, text, [p for p in pictures if p[0] is not None], gr.Timer(active=active)), active
+
+    def job_view(username: str, number: int | None) -> tuple:
+        return job_state(username, number)[0]
 
     def models_view(username: str) -> tuple:
         with instance.reading() as session:
@@ -121,8 +125,7 @@ def build(instance: Instance) -> Panel:
         """The timer's tick: the job every time; the models only on the tick where the job stops (the
         timer turns itself off then), so an active job does not reload them every few seconds."""
         who = require_artist(instance, request)
-        job = job_view(who.username, as_id(number, "job"))
-        still_active = job[-1].active  # job_view ends with the timer's update
+        job, still_active = job_state(who.username, as_id(number, "job"))
         models = [gr.skip() for _ in model_outputs] if still_active else models_view(who.username)
         return (*job, *models)
 
