@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from mimicsafe import accounts, audit
 from mimicsafe.context import Instance, open_instance
@@ -23,7 +24,39 @@ from mimicsafe.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 
+GLOBAL_FLAGS = ("--json",)
+GLOBAL_VALUED = ("--home",)
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    """Move the global options found after the command to the front, so that `mimicsafe user list --json`
+    means `mimicsafe --json user list`: one convention, either position. Nothing after `--` moves."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in GLOBAL_FLAGS or arg.split("=", 1)[0] in GLOBAL_VALUED and "=" in arg:
+            front.append(arg)
+        elif arg in GLOBAL_VALUED and i + 1 < len(args):
+            front.extend(args[i:i + 2])
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class _Root(TyperGroup):
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # ctx: typer's vendored click Context
+        return super().parse_args(ctx, global_options_first(args))
+
+
 app = typer.Typer(
+    cls=_Root,
     name="mimicsafe",
     help="MimicSafe: train a style model only on your own verified art; generate watermarked references.",
     no_args_is_help=True,
@@ -80,7 +113,7 @@ def _global(
         "--home", help="Data directory (default: $MIMICSAFE_HOME, else ./mimicsafe-data).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Global options go before the command: `mimicsafe --home DIR COMMAND …`."""
+    """Global options may go before or after the command: `mimicsafe --home DIR COMMAND …`."""
     ctx.obj = CliState(home=home, as_json=as_json)
 
 
@@ -110,6 +143,9 @@ def db_downgrade(ctx: typer.Context,
 def _read_password(password_stdin: bool) -> str:
     if password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        # getpass would fall back to echoing the password, warn, and end in "Aborted." (exit 1)
+        fail("no terminal to ask for the password: pipe it in with --password-stdin", EXIT_BAD_INPUT)
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
@@ -117,7 +153,7 @@ def _read_password(password_stdin: bool) -> str:
 def user_create(
     ctx: typer.Context,
     username: str,
-    role: Annotated[str, typer.Option("--role", help="artist or admin.")] = "artist",
+    role: Annotated[accounts.Role, typer.Option("--role", help="artist or admin.")] = "artist",
     password_stdin: Annotated[bool, typer.Option(
         "--password-stdin", help="Read the password from standard input.")] = False,
 ) -> None:
@@ -125,8 +161,7 @@ def user_create(
     state = state_of(ctx)
     password = _read_password(password_stdin)
     with state.instance().transaction() as session:
-        user = accounts.create_user(session=session, username=username, role=role, password=password,  # type: ignore[arg-type]
-                                    actor="cli")
+        user = accounts.create_user(session=session, username=username, role=role, password=password, actor="cli")
         emit(state, {"username": user.username, "role": user.role}, f"created {user.role} {user.username}")
 
 

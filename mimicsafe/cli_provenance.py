@@ -22,14 +22,7 @@ watermark_app = typer.Typer(help="The invisible watermark on its own (no records
                             no_args_is_help=True)
 app.add_typer(watermark_app, name="watermark")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (same as the global --json).")]
 ImageArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A PNG, JPEG or WebP file.")]
-
-
-def _state(ctx: typer.Context, as_json: bool) -> CliState:
-    state = state_of(ctx)
-    state.as_json = state.as_json or as_json
-    return state
 
 
 def _read_rgb(path: Path, state: CliState) -> np.ndarray:
@@ -64,13 +57,12 @@ def generate_command(
     batch: Annotated[int, typer.Option("--batch", help="Number of outputs.")] = 1,
     label: Annotated[bool | None, typer.Option("--label/--no-label",
                                                help="Visible 'AI reference' label (default: on for sheets).")] = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Generate reference images (or a sheet) in USERNAME's style; every file is watermarked, fingerprinted,
     signed (C2PA) and recorded."""
     from mimicsafe.generation import generate, latest_model_id
 
-    state = _state(ctx, as_json)
+    state = state_of(ctx)
     try:
         config = GenerationConfig(prompt=prompt, negative=negative, seed=seed, steps=steps, guidance=guidance,
                                   width=width, height=height, lora_scale=lora_scale, batch=batch,
@@ -107,12 +99,11 @@ def watermark_embed(
     source: ImageArg,
     target: Annotated[Path, typer.Argument(dir_okay=False, help="Output file; PNG keeps the mark best.")],
     payload: Annotated[str, typer.Option("--payload", help="16 hex digits (64 bits).")],
-    as_json: JsonOpt = False,
 ) -> None:
     """Embed a 64-bit PAYLOAD invisibly into SOURCE and write TARGET (format from its suffix)."""
     from mimicsafe.provenance.watermark import embed
 
-    state = _state(ctx, as_json)
+    state = state_of(ctx)
     try:
         data = bytes.fromhex(payload)
     except ValueError:
@@ -133,11 +124,11 @@ def watermark_embed(
 
 
 @watermark_app.command("detect")
-def watermark_detect(ctx: typer.Context, image: ImageArg, as_json: JsonOpt = False) -> None:
+def watermark_detect(ctx: typer.Context, image: ImageArg) -> None:
     """Look for the watermark in IMAGE; exit 1 if there is none."""
     from mimicsafe.provenance.watermark import detect
 
-    state = _state(ctx, as_json)
+    state = state_of(ctx)
     found = detect(_read_rgb(image, state))
     payload: dict[str, Any] = {"file": str(image), "found": found.found,
                                "payload": None if found.payload is None else found.payload.hex(),
@@ -153,12 +144,12 @@ def watermark_detect(ctx: typer.Context, image: ImageArg, as_json: JsonOpt = Fal
 
 # verify ------------------------------------------------------------------------------------------------
 @app.command("verify")
-def verify_command(ctx: typer.Context, image: ImageArg, as_json: JsonOpt = False) -> None:
+def verify_command(ctx: typer.Context, image: ImageArg) -> None:
     """Was IMAGE generated here? Reads C2PA, decodes the watermark, looks up the fingerprint; exit 1 if
     none of them knows it."""
     from mimicsafe.provenance.verify import verify_image
 
-    state = _state(ctx, as_json)
+    state = state_of(ctx)
     report = verify_image(instance=state.instance(), data=image.read_bytes())
     payload = {"file": str(image), **report.to_json()}
     if report.generation is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +22,7 @@ from mimicsafe.db.engine import (
     make_session_factory,
     transaction,
 )
+from mimicsafe.errors import ValidationFailed
 from mimicsafe.registry import Registry
 from mimicsafe.settings import Settings
 
@@ -53,11 +55,22 @@ class Instance:
         self.engine.dispose()
 
 
+def _make_home(home: Path) -> None:
+    if home.exists() and not home.is_dir():
+        raise ValidationFailed(f"home {home} is a file, not a directory: pass --home DIR (or MIMICSAFE_HOME) "
+                               "naming a directory")
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValidationFailed(f"cannot create the home directory {home}: {exc.strerror}; pass --home DIR "
+                               "(or MIMICSAFE_HOME) naming a directory you can write") from exc
+
+
 def open_instance(settings: Settings, *, upgrade: bool = True) -> Instance:
     """Create the home directory, connect, and (by default) bring the schema to the latest migration."""
     # Private to its owner when we create it: it holds the database (password hashes), the blobs
     # (artists' works) and the instance's keys. An existing directory keeps the mode it was given.
-    settings.home_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_home(settings.home_dir)
     engine = make_engine(settings.sqlalchemy_url)
     if upgrade:
         with database_errors():  # the first contact with a database server: say clearly if it is down

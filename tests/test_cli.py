@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+import sys
 
 import pytest
 import typer
@@ -68,3 +70,56 @@ def test_readme_lists_every_reason_code() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     table = readme.split("## The gate's reason codes", 1)[1].split("\n## ", 1)[0]
     assert set(re.findall(r"^\| `([a-z_]+)`", table, flags=re.M)) == set(ALL_REASONS)
+
+
+def _refusal(args: list[str], capsys, monkeypatch, stdin: str = "") -> str:
+    """Run the CLI as the console script does (`run`, which turns domain errors into exit statuses) and
+    return its message: exit 2 and one `error: …` line, never a traceback."""
+    from mimicsafe.cli import run
+
+    monkeypatch.setattr(sys, "argv", ["mimicsafe", *args])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    assert run(app) == 2
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return out + err
+
+
+@pytest.mark.parametrize("kind", ["a file", "under a file"])
+def test_a_home_that_cannot_be_a_directory_is_a_clear_error(tmp_path, capsys, monkeypatch, kind: str) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    home = blocker if kind == "a file" else blocker / "home"
+    message = _refusal(["--home", str(home), "user", "list"], capsys, monkeypatch)
+    assert f"error: {'home' if kind == 'a file' else 'cannot create the home directory'} {home}" in message
+
+
+def test_user_create_without_a_terminal_asks_for_password_stdin(tmp_path, capsys, monkeypatch) -> None:
+    message = _refusal(["--home", str(tmp_path / "h"), "user", "create", "zed"], capsys, monkeypatch)
+    assert "--password-stdin" in message and "Warning" not in message
+
+
+def test_an_unknown_role_is_refused_before_the_password_is_read(tmp_path, capsys, monkeypatch) -> None:
+    message = _refusal(["--home", str(tmp_path / "h"), "user", "create", "zed", "--role", "painter",
+                        "--password-stdin"], capsys, monkeypatch, stdin="a long password\n")
+    assert "Invalid value for '--role'" in message and "'painter'" in message
+    assert not (tmp_path / "h").exists()  # refused while parsing: no instance was opened
+
+
+@pytest.mark.parametrize("order", ["before", "after", "mixed"])
+def test_global_options_work_before_or_after_the_command(tmp_path, order: str) -> None:
+    home = str(tmp_path / "h")
+    runner.invoke(app, ["--home", home, "user", "create", "alice", "--password-stdin"], input="a long password\n")
+    args = {"before": ["--home", home, "--json", "user", "list"],
+            "after": ["user", "list", "--json", f"--home={home}"],
+            "mixed": ["--json", "user", "list", "--home", home]}[order]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert '"username": "alice"' in result.output
+
+
+def test_nothing_after_a_double_dash_is_taken_for_a_global_option() -> None:
+    from mimicsafe.cli import global_options_first
+
+    assert global_options_first(["check", "u", "--json", "--", "--home", "x"]) == ["--json", "check", "u", "--",
+                                                                                   "--home", "x"]
