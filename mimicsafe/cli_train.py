@@ -7,6 +7,7 @@ belongs to that artist (or that the name is an admin's).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,8 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(lora_app, name="lora")
 
 POLL_S = 0.5
+# A queued job nobody has claimed after this long most likely has no worker: say so once (and keep waiting).
+NO_WORKER_WARN_S = 10.0
 
 
 def _read_captions(folder: Path | None) -> dict[str, str] | None:
@@ -40,6 +43,24 @@ def _job_text(view: dict[str, Any]) -> str:
     if view["error"]:
         text += f"\n  error: {view['error']}"
     return text
+
+
+def follow(view: dict[str, Any], read_view: Callable[[], dict[str, Any]], *, echo: Callable[[str], None],
+           clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """Poll a job until it finishes, echoing each new step, and warn once if no worker claims it."""
+    started, last_step, warned = clock(), view["step"], False
+    while view["status"] not in service.FINISHED:
+        sleep(POLL_S)
+        view = read_view()
+        if view["step"] != last_step:
+            last_step = view["step"]
+            echo(_job_text(view))
+        if view["status"] == "queued" and not warned and clock() - started >= NO_WORKER_WARN_S:
+            warned = True
+            echo(f"warning: no worker has started job {view['job_id']} after {NO_WORKER_WARN_S:.0f} s. Is one "
+                 "running? Start one with `mimicsafe worker` (or `mimicsafe serve`) on this instance; this command "
+                 "keeps waiting (Ctrl-C stops waiting, the job stays queued).")
+    return view
 
 
 @app.command("train")
@@ -67,14 +88,12 @@ def train(
         emit(state, view, _job_text(view))
         return
     typer.echo(_job_text(view), err=True)
-    last_step = -1
-    while view["status"] not in service.FINISHED:
-        time.sleep(POLL_S)
+
+    def read_view() -> dict[str, Any]:
         with instance.reading() as session:
-            view = service.get_job(session=session, job_id=job.id, actor=username).to_json()
-        if view["step"] != last_step:
-            last_step = view["step"]
-            typer.echo(_job_text(view), err=True)
+            return service.get_job(session=session, job_id=job.id, actor=username).to_json()
+
+    view = follow(view, read_view, echo=lambda text: typer.echo(text, err=True))
     emit(state, view, _job_text(view))
     if view["status"] != "completed":
         raise typer.Exit(EXIT_REFUSED)
