@@ -32,6 +32,7 @@ from ui.auth import (
     LoginLimiter,
     Sessions,
     log_in,
+    log_out,
 )
 from ui.login_page import login_page
 
@@ -68,7 +69,7 @@ def _over_https(request: Request) -> bool:
 def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> FastAPI:
     settings = instance.settings
     sessions = Sessions(settings.secret_key.get_secret_value())
-    limiter = LoginLimiter(settings.login_attempts_per_minute)
+    limiter = LoginLimiter.from_settings(settings)
     forms = LoginForms(settings.secret_key.get_secret_value())
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     # No cross-origin access at all: the pages call their own origin only. Without a CORS middleware of
@@ -116,7 +117,8 @@ def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> 
                 return form_page(request, next_path=next, error=FORM_EXPIRED, username=username, status_code=403)
             return JSONResponse({"detail": FORM_EXPIRED}, status_code=403)
         try:
-            token = log_in(instance=instance, limiter=limiter, sessions=sessions, username=username, password=password)
+            token = log_in(instance=instance, limiter=limiter, sessions=sessions, username=username, password=password,
+                           client=request.client.host if request.client else "unknown")
         except (AuthError, RateLimited) as exc:
             status = 429 if isinstance(exc, RateLimited) else 401
             if browser:
@@ -129,7 +131,8 @@ def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> 
         return response
 
     @app.get(LOGOUT_PATH)
-    def do_logout() -> Response:
+    def do_logout(request: Request) -> Response:
+        log_out(instance=instance, sessions=sessions, token=request.cookies.get(SESSION_COOKIE))  # ends copies too
         response = RedirectResponse(LOGIN_PATH, status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
