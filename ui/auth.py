@@ -36,7 +36,7 @@ from mimicsafe.errors import AuthError
 from mimicsafe.logins import LoginLimiter
 
 __all__ = ["LOGIN_CSRF_COOKIE", "LOGIN_CSRF_FIELD", "SESSION_COOKIE", "SESSION_SECONDS", "LoginForms",
-           "LoginLimiter", "Sessions", "log_in", "log_out"]
+           "LoginLimiter", "Sessions", "log_in", "log_out", "log_out_everywhere"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,16 @@ def log_in(*, instance: Instance, limiter: LoginLimiter, sessions: Sessions, use
 def log_out(*, instance: Instance, sessions: Sessions, token: str | None) -> None:
     """End the session behind the cookie (nothing to do for a cookie that is not a live session)."""
     sessions.end(instance, token)
+
+
+def log_out_everywhere(*, instance: Instance, sessions: Sessions, token: str | None) -> int:
+    """End every session of the account behind the cookie (other browsers and copied cookies too): how
+    many ended. Nothing for a cookie that is not a live session."""
+    username = sessions.username_for(instance, token)
+    if username is None:
+        return 0
+    with instance.transaction() as session:
+        return accounts.end_sessions(session=session, username=username, actor=username, why="log out everywhere")
 
 
 def _known_account(instance: Instance, username: str) -> str | None:

@@ -33,11 +33,13 @@ from ui.auth import (
     Sessions,
     log_in,
     log_out,
+    log_out_everywhere,
 )
 from ui.login_page import login_page
 
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
+LOGOUT_EVERYWHERE_PATH = "/logout/everywhere"
 PUBLIC_PATH = "/public"
 _FOOTER = ["api", "gradio", "settings"]
 FORM_EXPIRED = ("This login form has expired or was not sent from this site. Nothing was done; "
@@ -133,6 +135,14 @@ def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> 
     @app.get(LOGOUT_PATH)
     def do_logout(request: Request) -> Response:
         log_out(instance=instance, sessions=sessions, token=request.cookies.get(SESSION_COOKIE))  # ends copies too
+        response = RedirectResponse(LOGIN_PATH, status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.post(LOGOUT_EVERYWHERE_PATH)
+    def do_logout_everywhere(request: Request) -> Response:
+        """The page's "Log out everywhere" form: a POST, so another site cannot send it with the cookie."""
+        log_out_everywhere(instance=instance, sessions=sessions, token=request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse(LOGIN_PATH, status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

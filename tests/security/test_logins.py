@@ -99,6 +99,17 @@ def test_logout_ends_every_copy_of_the_cookie(instance: Instance, grace: str) ->
     assert ended.subject == "grace"
 
 
+def test_log_out_everywhere_ends_every_session_of_the_account(instance: Instance, grace: str) -> None:
+    with serving(instance) as url, httpx.Client(base_url=url) as here, httpx.Client(base_url=url) as elsewhere:
+        for http in (here, elsewhere):
+            assert _log_in(http, grace, PASSWORD, {}).status_code == 200
+        answer = here.post("/logout/everywhere")
+        assert answer.status_code == 303 and answer.headers["location"] == "/login"
+        assert here.get("/config").status_code == 401 and elsewhere.get("/config").status_code == 401
+    (ended,) = _audit(instance, "user.sessions_ended")
+    assert ended.actor == grace and ended.details == {"sessions": 2, "why": "log out everywhere"}
+
+
 @pytest.mark.parametrize("how", ["password reset", "admin ends sessions", "disabled"])
 def test_an_account_change_ends_its_sessions(instance: Instance, grace: str, how: str) -> None:
     with serving(instance) as url, httpx.Client(base_url=url) as first, httpx.Client(base_url=url) as second:

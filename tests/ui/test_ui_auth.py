@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from mimicsafe import accounts
 from ui.auth import SESSION_COOKIE, SESSION_SECONDS, Sessions
