@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     port: int = Field(7860, ge=1, le=65535, description="Port `mimicsafe serve` listens on.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logging level.")
     secret_key: SecretStr = Field(
-        SecretStr(_DEV_SECRET), description="Signs session cookies. Must be set in production."
+        SecretStr(_DEV_SECRET),
+        description="Keys the login form's CSRF tokens and the digests in logs and login counts. Must be set in "
+                    "production."
     )
     admin_password: SecretStr | None = Field(
         None,
