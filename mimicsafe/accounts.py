@@ -1,20 +1,23 @@
-"""Accounts: artists and admins, argon2 password hashes, disable/enable, the first admin."""
+"""Accounts: artists and admins, argon2 password hashes, disable/enable, the first admin, and the web
+sessions each account has open (server-side, so that ending them ends every copy of their cookie)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mimicsafe import audit
-from mimicsafe.db.models import User
+from mimicsafe.db.models import User, WebSession, utcnow
 from mimicsafe.errors import AuthError, NotFoundError, ValidationFailed
 
 Role = Literal["artist", "admin"]
@@ -22,7 +25,7 @@ ROLES: tuple[Role, ...] = ("artist", "admin")
 
 # argon2id with the RFC 9106 "second recommended" low-memory profile (t=3, m=64 MiB, p=4).
 _HASHER = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=4)
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,31}$")
+_USERNAME = re.compile(r"[a-z0-9][a-z0-9_.-]{1,31}")  # the whole name: always used with fullmatch
 # Owner names the gate uses for registries that are not artists.
 RESERVED_USERNAMES = frozenset({"optout", "generated", "admin-system", "system", "anonymous"})
 MIN_PASSWORD_LENGTH = 10
@@ -35,7 +38,7 @@ def hash_password(password: str) -> str:
 
 
 def check_username(username: str) -> str:
-    if not _USERNAME.match(username):
+    if not _USERNAME.fullmatch(username):  # `match` with `$` let a final newline through ("zed\n")
         raise ValidationFailed(
             f"username {username!r}: use 2-32 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -43,6 +46,12 @@ def check_username(username: str) -> str:
     if username in RESERVED_USERNAMES:
         raise ValidationFailed(f"username {username!r} is reserved; choose another")
     return username
+
+
+def normalise_username(typed: str) -> str:
+    """A name as typed at login: surrounding space dropped and case folded, so that `BOB`, ` bob` and `bob `
+    are the account `bob` (names are lowercase by rule) — for logging in and for counting failures alike."""
+    return typed.strip().lower()
 
 
 def check_password(password: str) -> str:
@@ -97,6 +106,8 @@ def set_disabled(*, session: Session, username: str, disabled: bool, actor: str)
     user = get_user(session=session, username=username)
     user.disabled = disabled
     audit.append(session, actor=actor, action="user.disable" if disabled else "user.enable", subject=username)
+    if disabled:
+        end_sessions(session=session, username=username, actor=actor, why="account disabled")
     return user
 
 
@@ -104,7 +115,67 @@ def set_password(*, session: Session, username: str, password: str, actor: str) 
     user = get_user(session=session, username=username)
     user.password_hash = hash_password(check_password(password))
     audit.append(session, actor=actor, action="user.password_reset", subject=username)
+    end_sessions(session=session, username=username, actor=actor, why="password reset")
     return user
+
+
+# Web sessions ---------------------------------------------------------------------------------------
+def _token_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def open_session(*, session: Session, user: User, lifetime: timedelta, now: datetime | None = None) -> str:
+    """A new web session for `user`: the random token for the cookie (only its hash is stored)."""
+    now = now or utcnow()
+    session.execute(delete(WebSession).where(WebSession.expires_at <= now))  # expired rows go on the next login
+    token = secrets.token_urlsafe(32)
+    session.add(WebSession(token_sha256=_token_key(token), user_id=user.id, created_at=now, expires_at=now + lifetime))
+    session.flush()
+    return token
+
+
+def session_user(*, session: Session, token: str, now: datetime | None = None) -> User | None:
+    """The enabled account a live session token belongs to; None for an unknown, ended or expired one."""
+    row = session.execute(select(User, WebSession.expires_at).join(WebSession, WebSession.user_id == User.id)
+                          .where(WebSession.token_sha256 == _token_key(token))).first()
+    if row is None:
+        return None
+    user, expires = row
+    if expires.tzinfo is None:  # SQLite hands back naive datetimes (stored as UTC)
+        expires = expires.replace(tzinfo=(now or utcnow()).tzinfo)
+    if expires <= (now or utcnow()) or user.disabled:
+        return None
+    return user
+
+
+def end_session(*, session: Session, token: str) -> str | None:
+    """Log one session out (its cookie stops working everywhere it was copied): the account's name, or
+    None if the token was not a live session."""
+    row = session.execute(select(WebSession, User.username).join(User, User.id == WebSession.user_id)
+                          .where(WebSession.token_sha256 == _token_key(token))).first()
+    if row is None:
+        return None
+    web_session, username = row
+    session.delete(web_session)
+    audit.append(session, actor=username, action="user.logout", subject=username,
+                 details={"session_id": web_session.id})
+    return str(username)
+
+
+def end_sessions(*, session: Session, username: str, actor: str, why: str) -> int:
+    """End every session of an account ("log out everywhere", an admin's action, a password reset or a
+    disabled account); the number ended, which the audit entry records."""
+    user = get_user(session=session, username=username)
+    ended = session.execute(delete(WebSession).where(WebSession.user_id == user.id)).rowcount or 0  # type: ignore[attr-defined]
+    audit.append(session, actor=actor, action="user.sessions_ended", subject=username,
+                 details={"sessions": ended, "why": why})
+    return int(ended)
+
+
+def open_sessions(*, session: Session, username: str, now: datetime | None = None) -> int:
+    user = get_user(session=session, username=username)
+    return session.scalar(select(func.count()).select_from(WebSession).where(
+        WebSession.user_id == user.id, WebSession.expires_at > (now or utcnow()))) or 0
 
 
 def ensure_initial_admin(*, session: Session, home: Path, password: str | None) -> str | None:

@@ -183,6 +183,15 @@ def user_enable(ctx: typer.Context, username: str) -> None:
     emit(state, {"username": username, "disabled": False}, f"enabled {username}")
 
 
+@user_app.command("logout")
+def user_logout(ctx: typer.Context, username: str) -> None:
+    """End every web session of an account at once (copied cookies included); it must log in again."""
+    state = state_of(ctx)
+    with state.instance().transaction() as session:
+        ended = accounts.end_sessions(session=session, username=username, actor="cli", why="ended by an operator")
+    emit(state, {"username": username, "sessions_ended": ended}, f"ended {ended} session(s) of {username}")
+
+
 @user_app.command("list")
 def user_list(ctx: typer.Context) -> None:
     """List accounts."""

@@ -218,7 +218,7 @@ def upload(ctx: typer.Context, username: str, files: Files, signature: Signature
 def _item_json(item: review_service.ReviewItem) -> dict:
     u = item.upload
     return {"upload_id": u.id, "artist": item.artist, "file": u.file_name, "sha256": u.sha256,
-            "state": u.review_state, "verdict": u.verdict,
+            "state": u.review_state, "times_sent": item.count, "verdict": u.verdict,
             "decisions": [{"action": d.action, "note": d.note, "at": d.created_at.isoformat()} for d in item.decisions]}
 
 
@@ -235,6 +235,7 @@ def review_list(ctx: typer.Context, admin: Annotated[str, typer.Option("--admin"
                                           state=None if state_filter == "all" else state_filter)  # type: ignore[arg-type]
         rows = [_item_json(i) for i in items]
     text = "\n".join(f"#{r['upload_id']} {r['artist']}/{r['file']} [{r['state']}] "
+                     + (f"(sent {r['times_sent']} times) " if r["times_sent"] > 1 else "")
                      + ", ".join(x["code"] for x in r["verdict"]["reasons"]) for r in rows)
     emit(state, {"items": rows}, text or "the review queue is empty")
 

@@ -20,13 +20,30 @@ from mimicsafe.registry import PORTFOLIO_VERIFIED, Registry
 from mimicsafe.settings import Settings
 from ownership.fingerprint import Fingerprint
 
+MAX_EVIDENCE_URL = 2048  # the column's length; real links to a post or a shop page are far shorter
+_NOT_IN_A_LINK = frozenset('<>"`\\{}|^')  # never unescaped in a URL (RFC 3986); markup needs them
 
-def _check_evidence(url: str | None) -> str | None:
+
+def check_evidence_url(url: str | None) -> str | None:
+    """An evidence link as it may be stored and shown to an admin: one http(s) URL with a host, no
+    whitespace or control characters, none of `<>"` (and the other characters a URL never holds raw), no
+    user name or password before the host, at most MAX_EVIDENCE_URL characters. None when none is given.
+    Anything else is refused, not cleaned: what the artist typed is not what would be shown."""
     if url is None or url == "":
         return None
+    shown = repr(url[:80]) + ("…" if len(url) > 80 else "")
+    if len(url) > MAX_EVIDENCE_URL:
+        raise ValidationFailed(f"evidence {shown}: a link may be at most {MAX_EVIDENCE_URL} characters")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ValidationFailed(f"evidence {shown}: give one link on one line, without spaces (write a space as %20)")
+    if any(c in _NOT_IN_A_LINK for c in url):
+        raise ValidationFailed(f"evidence {shown}: a link cannot contain any of < > \" ` \\ {{ }} | ^ "
+                               "(percent-encode them, e.g. %3C for <)")
     parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValidationFailed(f"evidence {url!r}: give an http(s) link to where the work was first published")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValidationFailed(f"evidence {shown}: give an http(s) link to where the work was first published")
+    if parsed.username is not None or parsed.password is not None:
+        raise ValidationFailed(f"evidence {shown}: a link cannot carry a user name or password before the host")
     return url
 
 
@@ -34,7 +51,7 @@ def add_items(*, session: Session, blobs: BlobStore, settings: Settings, usernam
               evidence_url: str | None, actor: str) -> list[PortfolioItem]:
     """Submit works for verification. Each is stored and fingerprinted now; it protects nothing until verified."""
     user = get_user(session=session, username=username)
-    evidence = _check_evidence(evidence_url)
+    evidence = check_evidence_url(evidence_url)
     fingerprints = [fingerprint_or_refuse(f, settings) for f in files]  # refuse the batch before storing any
     items = []
     for file, fingerprint in zip(files, fingerprints, strict=True):

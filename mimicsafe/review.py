@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mimicsafe import audit
@@ -22,6 +22,7 @@ class ReviewItem:
     upload: Upload
     artist: str
     decisions: list[ReviewDecision]
+    count: int = 1  # how many times the artist sent this file (repeats join the first copy's item)
 
     @property
     def cross_artist_matches(self) -> list[dict]:
@@ -40,7 +41,21 @@ def list_items(*, session: Session, admin: str, state: ReviewState | None = "pen
     query = select(Upload, User.username).join(User, User.id == Upload.user_id).where(Upload.review_state != "none")
     if state is not None:
         query = query.where(Upload.review_state == state)
-    return [ReviewItem(upload, username, []) for upload, username in session.execute(query.order_by(Upload.id))]
+    rows = list(session.execute(query.order_by(Upload.id)))
+    counts = _copies(session, [upload.id for upload, _ in rows])
+    return [ReviewItem(upload, username, [], counts.get(upload.id, 1)) for upload, username in rows]
+
+
+def _copies(session: Session, upload_ids: list[int]) -> dict[int, int]:
+    """For each review item, 1 + the repeats that joined it."""
+    counts: dict[int, int] = {}
+    for start in range(0, len(upload_ids), 500):  # keep each IN list short
+        chunk = upload_ids[start:start + 500]
+        for item_id, repeats in session.execute(select(Upload.repeat_of_id, func.count()).where(
+                Upload.repeat_of_id.in_(chunk)).group_by(Upload.repeat_of_id)):
+            if item_id is not None:
+                counts[int(item_id)] = 1 + int(repeats)
+    return counts
 
 
 def show_item(*, session: Session, admin: str, upload_id: int) -> ReviewItem:
@@ -51,7 +66,7 @@ def show_item(*, session: Session, admin: str, upload_id: int) -> ReviewItem:
         raise NotFoundError(f"upload {upload_id} is not in the review queue")
     decisions = list(session.scalars(select(ReviewDecision).where(ReviewDecision.upload_id == upload_id)
                                      .order_by(ReviewDecision.id)))
-    return ReviewItem(row[0], row[1], decisions)
+    return ReviewItem(row[0], row[1], decisions, _copies(session, [upload_id]).get(upload_id, 1))
 
 
 def decide(*, session: Session, admin: str, upload_id: int, action: Literal["approve", "uphold"], note: str,

@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     port: int = Field(7860, ge=1, le=65535, description="Port `mimicsafe serve` listens on.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logging level.")
     secret_key: SecretStr = Field(
-        SecretStr(_DEV_SECRET), description="Signs session cookies. Must be set in production."
+        SecretStr(_DEV_SECRET),
+        description="Keys the login form's CSRF tokens and the digests in logs and login counts. Must be set in "
+                    "production."
     )
     admin_password: SecretStr | None = Field(
         None,
@@ -84,7 +86,19 @@ class Settings(BaseSettings):
         250, ge=50, le=500,
         description="Local-feature look-up: query descriptors that vote for candidates (fewer: faster, fewer catches).",
     )
-    login_attempts_per_minute: int = Field(10, gt=0, description="Failed logins allowed per user and minute.")
+    login_attempts_per_minute: int = Field(
+        10, gt=0, description="Failed logins allowed per account name and client address in any minute (a client "
+                              "elsewhere guessing cannot lock the owner out).")
+    login_attempts_per_account_per_hour: int = Field(
+        1000, gt=0,
+        description="Failed logins allowed per account name in any hour from all clients together: stops guessing "
+                    "spread over many addresses. Keep it above 60 x `login_attempts_per_minute`, so that one client "
+                    "alone cannot lock an account.")
+    login_limit_storage: str | None = Field(
+        None, repr=False,
+        description="Where failed-login counts are kept (a `limits` storage URI such as `redis://host:6379/1`). "
+                    "Default: the queue's Redis when `queue_url` is `redis://…`, shared by every server; else "
+                    "`memory://`, the one `mimicsafe serve` process.")
     uploads_per_hour: int = Field(
         200, gt=0,
         description="Files one account may upload per hour, rejected ones included (counted in the database: "
@@ -108,7 +122,8 @@ class Settings(BaseSettings):
         # Explicit arguments win, then the environment, then configs/default.toml.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
-    @field_validator("database_url", "queue_url", "base_model", "base_model_tokenizer", mode="before")
+    @field_validator("database_url", "queue_url", "base_model", "base_model_tokenizer", "login_limit_storage",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -118,6 +133,13 @@ class Settings(BaseSettings):
     def _queue_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "sqlite:///")):
             raise ValueError("must start with redis://, rediss:// or sqlite:///")
+        return value
+
+    @field_validator("login_limit_storage")
+    @classmethod
+    def _limit_storage_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("memory://", "redis://", "rediss://", "redis+sentinel://")):
+            raise ValueError("must start with memory://, redis://, rediss:// or redis+sentinel://")
         return value
 
     @field_validator("trusted_proxies")
@@ -159,6 +181,15 @@ class Settings(BaseSettings):
     @property
     def huey_url(self) -> str:
         return self.queue_url or f"sqlite:///{self.home_dir / 'queue.db'}"
+
+    @property
+    def login_limit_url(self) -> str:
+        """Failed-login counts: where every server sees them (the queue's Redis), else this process."""
+        if self.login_limit_storage:
+            return self.login_limit_storage
+        if self.queue_url and self.queue_url.startswith(("redis://", "rediss://")):
+            return self.queue_url
+        return "memory://"
 
     @property
     def uses_demo_model(self) -> bool:

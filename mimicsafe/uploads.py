@@ -122,6 +122,14 @@ def _require_allowance(session: Session, settings: Settings, user: User, count: 
                           "try again later or send fewer files")
 
 
+def _review_item_for(session: Session, user_id: int, sha256: str) -> Upload | None:
+    """The review item an artist's rejected file already has (same artist, same content), if any: a file
+    sent again joins it instead of queueing another copy for an admin."""
+    return session.scalar(select(Upload).where(
+        Upload.user_id == user_id, Upload.sha256 == sha256, Upload.review_state != "none",
+        Upload.repeat_of_id.is_(None)).order_by(Upload.id).limit(1))
+
+
 def _accepted_shas(session: Session, user_id: int) -> set[str]:
     rows = session.scalars(select(Upload.sha256).where(
         Upload.user_id == user_id, Upload.deleted_at.is_(None),
@@ -256,18 +264,22 @@ def upload_files(*, session: Session, blobs: BlobStore, registry: Registry, sett
             blobs.put(file.data)  # before the row: a crash leaves only a blob (`prepare_uploads` stored it already)
         codes = {r.code for r in verdict.reasons}
         review = "pending" if verdict.decision == "rejected" and not codes & NOT_REVIEWABLE else "none"
+        # The same rejected file again: one review item per artist and content, which counts its copies.
+        item = _review_item_for(session, user.id, verdict.sha256) if review == "pending" else None
         row = Upload(user_id=user.id, sha256=verdict.sha256, file_name=display_name(file.name),
                      size_bytes=len(file.data),
                      decision=verdict.decision, verdict=verdict.to_json(), policy_version=POLICY_VERSION,
-                     review_state=review)
+                     review_state="none" if item is not None else review,
+                     repeat_of_id=item.id if item is not None else None)
         session.add(row)
         session.flush()
-        audit.append(session, actor=username, action=f"upload.{verdict.decision}", subject=username,
-                     details={"upload_id": row.id, "sha256": verdict.sha256, "reasons": sorted(codes),
-                              "review": review})
+        details = {"upload_id": row.id, "sha256": verdict.sha256, "reasons": sorted(codes), "review": review}
+        if item is not None:
+            details["repeat_of"] = item.id
+        audit.append(session, actor=username, action=f"upload.{verdict.decision}", subject=username, details=details)
         if verdict.decision == "accepted":
             previous.add(verdict.sha256)
-        outcomes.append(Outcome(evidence, row.id, review))
+        outcomes.append(Outcome(evidence, row.id, item.review_state if item is not None else review))
     return outcomes
 
 
@@ -280,6 +292,16 @@ def upload(*, instance: Instance, username: str, files: Sequence[NamedFile],
         return upload_files(session=session, blobs=instance.blobs, registry=instance.registry,
                             settings=instance.settings, username=username, files=files, signatures=signatures,
                             prepared=prepared)
+
+
+def review_states(session: Session, rows: Sequence[Upload]) -> dict[int, str]:
+    """Each upload's review state as its artist should read it: a repeat has its first copy's."""
+    firsts = {r.repeat_of_id for r in rows if r.repeat_of_id is not None}
+    state_of: dict[int, str] = {}
+    if firsts:
+        for upload_id, state in session.execute(select(Upload.id, Upload.review_state).where(Upload.id.in_(firsts))):
+            state_of[upload_id] = state
+    return {r.id: state_of.get(r.repeat_of_id, r.review_state) if r.repeat_of_id else r.review_state for r in rows}
 
 
 def eligible_uploads(*, session: Session, user_id: int) -> list[Upload]:

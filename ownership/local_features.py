@@ -120,9 +120,13 @@ class LocalFeatures:
 # Extraction
 
 
+_ORB_EDGE = 15  # ORB finds no keypoint nearer a border than this, at any pyramid level
+_ORB_MIN_SIDE = 2 * _ORB_EDGE + 1  # so a thinner image has none (and OpenCV's pyramid fails on 1-2 px sides)
+
+
 def _orb(n: int) -> cv2.ORB:
     # fastThreshold 10 (default 20) finds corners on soft, low-contrast line art too.
-    return cv2.ORB.create(nfeatures=n, scaleFactor=1.2, nlevels=ORB_LEVELS, edgeThreshold=15, patchSize=31,
+    return cv2.ORB.create(nfeatures=n, scaleFactor=1.2, nlevels=ORB_LEVELS, edgeThreshold=_ORB_EDGE, patchSize=31,
                           fastThreshold=10)
 
 
@@ -149,6 +153,8 @@ def _spread(kps: Sequence[cv2.KeyPoint], width: int, height: int, n: int, grid: 
 
 def _keypoints(gray: np.ndarray, with_mirror: bool) -> tuple[Keypoints, Keypoints]:
     h, w = gray.shape
+    if min(h, w) < _ORB_MIN_SIDE:
+        return EMPTY_KEYPOINTS, EMPTY_KEYPOINTS
     orb = _orb(4 * ORB_FEATURES)
     kps, desc = orb.compute(gray, _spread(orb.detect(gray, None), w, h, ORB_FEATURES))
     if desc is None or not kps:

@@ -123,3 +123,28 @@ def test_nothing_after_a_double_dash_is_taken_for_a_global_option() -> None:
 
     assert global_options_first(["check", "u", "--json", "--", "--home", "x"]) == ["--json", "check", "u", "--",
                                                                                    "--home", "x"]
+
+
+def test_user_names_match_the_rule_in_full_and_logout_ends_sessions(tmp_path) -> None:
+    from datetime import timedelta
+
+    from mimicsafe import accounts
+    from mimicsafe.context import open_instance
+    from mimicsafe.settings import load_settings
+
+    home = str(tmp_path / "h")
+    newline = runner.invoke(app, ["--home", home, "user", "create", "zed\n", "--password-stdin"],
+                            input="a long password\n")
+    assert newline.exit_code != 0 and "username 'zed\\n'" in str(newline.exception)  # `run` makes it exit 2
+    assert runner.invoke(app, ["--home", home, "user", "create", "zed", "--password-stdin"],
+                         input="a long password\n").exit_code == 0
+    instance = open_instance(load_settings(home=home))
+    with instance.transaction() as session:
+        assert "zed\n" not in {u.username for u in accounts.list_users(session=session)}
+        token = accounts.open_session(session=session, user=accounts.get_user(session=session, username="zed"),
+                                      lifetime=timedelta(hours=1))
+    ended = runner.invoke(app, ["--home", home, "--json", "user", "logout", "zed"])
+    assert ended.exit_code == 0 and '"sessions_ended": 1' in ended.output, ended.output
+    with instance.reading() as session:
+        assert accounts.session_user(session=session, token=token) is None
+    instance.engine.dispose()

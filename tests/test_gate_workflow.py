@@ -203,6 +203,30 @@ def test_review_queue_decisions(instance: Instance, world) -> None:
         assert actions == ["review.uphold", "review.approve"]
 
 
+def test_the_same_rejected_file_sent_six_times_is_one_review_item(instance: Instance, world) -> None:
+    data = png_bytes(artwork(1, 91))
+    sent = [_upload(instance, "alice", f"again{n}.png", data) for n in range(6)]
+    bob_sent = _upload(instance, "bob", "same.png", data)  # another artist's copy is their own item
+    first = sent[0]
+    assert all(o.review_state == "pending" for o in sent)  # each copy is told it waits for review
+    with instance.transaction() as s:
+        items = review.list_items(session=s, admin="root")
+        alices = [i for i in items if i.artist == "alice"]
+        assert [(i.upload.id, i.count) for i in alices] == [(first.upload_id, 6)]
+        assert [i.upload.id for i in items if i.artist == "bob"] == [bob_sent.upload_id]
+        assert review.show_item(session=s, admin="root", upload_id=first.upload_id).count == 6
+        rows = list(s.scalars(select(Upload).where(Upload.sha256 == first.evidence.verdict.sha256,
+                                                   Upload.user_id == items[0].upload.user_id)))
+        assert len(rows) == 6 and {r.repeat_of_id for r in rows[1:]} == {first.upload_id}  # every copy stored
+        review.decide(session=s, admin="root", upload_id=first.upload_id, action="uphold", note="not hers")
+        assert set(uploads.review_states(s, rows).values()) == {"upheld"}  # the copies follow the decision
+    again = _upload(instance, "alice", "seventh.png", data)
+    assert again.review_state == "upheld"
+    with instance.transaction() as s:
+        alices = [i for i in review.list_items(session=s, admin="root", state=None) if i.artist == "alice"]
+        assert [(i.upload.id, i.count) for i in alices] == [(first.upload_id, 7)]
+
+
 def test_verify_refuses_a_work_already_protected_for_someone_else(instance: Instance, world) -> None:
     with instance.transaction() as s:
         portfolio.add_items(session=s, blobs=instance.blobs, settings=instance.settings, username="alice",

@@ -16,8 +16,9 @@ from mimicsafe.context import Instance
 from mimicsafe.db import migrate
 from mimicsafe.db.models import User
 from ui.guard import caller
+from ui.markup import plain
 from ui.public import DELETE_CACHE, DEMO_BANNER, build_public
-from ui.server import LOGOUT_PATH, WebApp
+from ui.server import LOGOUT_EVERYWHERE_PATH, LOGOUT_PATH, WebApp
 from ui.tabs import (
     Panel,
     admin_audit,
@@ -46,7 +47,12 @@ def status_markdown(instance: Instance) -> str:
 def build_main(instance: Instance) -> gr.Blocks:
     """The logged-in app. The page shows the caller's tabs; every callback checks the role again."""
     with gr.Blocks(title="MimicSafe", delete_cache=DELETE_CACHE) as blocks:
-        header = gr.Markdown(elem_id="header")
+        with gr.Row(equal_height=True):
+            header = gr.Markdown(elem_id="header")
+            # A plain POST form to the server's route, not a Gradio event: the answer ends this session too.
+            gr.HTML(f'<form method="post" action="{LOGOUT_EVERYWHERE_PATH}"><button type="submit" '
+                    'class="lg secondary sm" title="End every session of this account, in every browser">'
+                    "Log out everywhere</button></form>", elem_id="logout-everywhere", min_width=180)
         if instance.settings.uses_demo_model:
             gr.Markdown(DEMO_BANNER, elem_id="demo-banner")
         with gr.Column(visible=False, elem_id="artist-area") as artist_area, gr.Tabs():
@@ -64,7 +70,8 @@ def build_main(instance: Instance) -> gr.Blocks:
                 raise gr.Error("Please log in again.", print_exception=False)
             is_artist, is_admin = who.role == "artist", who.role == "admin"
             values: list[Any] = [
-                f"### MimicSafe · signed in as **{who.username}** ({who.role}) · [Log out]({LOGOUT_PATH})",
+                f"### MimicSafe · signed in as **{plain(who.username)}** ({plain(who.role)}) · "
+                f"[Log out]({LOGOUT_PATH})",
                 gr.update(visible=is_artist), gr.update(visible=is_admin),
                 status_markdown(instance) if is_admin else gr.skip(),
             ]

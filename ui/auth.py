@@ -1,9 +1,12 @@
-"""Logging in to the web app: a rate-limited password check and a signed session cookie.
+"""Logging in to the web app: a rate-limited password check and a server-side session.
 
-The cookie holds the username, an expiry time and a tag derived from the current password hash,
-signed with HMAC-SHA256 under `MIMICSAFE_SECRET_KEY`. It is checked against the database on every
-request, so disabling an account or resetting its password ends its sessions at once. Nothing about
-a session is kept in server memory, so sessions survive a restart and work across several servers.
+The session cookie holds a random token; the database holds its SHA-256 in `web_sessions`
+(mimicsafe/accounts.py), checked on every request. Logging out deletes the row, and so do a password
+reset, disabling the account, "log out everywhere" and an admin ending the account's sessions: a copied
+cookie stops working at once, on every server, and sessions survive a restart.
+
+Failed logins are limited per account name and client address, with a higher cap per account name
+(mimicsafe/logins.py): someone elsewhere cannot lock the owner out.
 
 The login form carries a CSRF token (`LoginForms`): a random nonce in a cookie and its HMAC in the
 form, so a page on another site cannot log a visitor in to an account of the attacker's choosing.
@@ -17,21 +20,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from mimicsafe import accounts
+from mimicsafe import accounts, audit
 from mimicsafe.context import Instance
 from mimicsafe.db.models import User
-from mimicsafe.errors import AuthError, RateLimited
+from mimicsafe.errors import AuthError
+from mimicsafe.logins import LoginLimiter
+
+__all__ = ["LOGIN_CSRF_COOKIE", "LOGIN_CSRF_FIELD", "SESSION_COOKIE", "SESSION_SECONDS", "LoginForms",
+           "LoginLimiter", "Sessions", "log_in", "log_out", "log_out_everywhere"]
 
 log = logging.getLogger(__name__)
 
@@ -39,109 +44,49 @@ SESSION_COOKIE = "mimicsafe_session"
 SESSION_SECONDS = 12 * 3600
 LOGIN_CSRF_COOKIE = "mimicsafe_login_csrf"
 LOGIN_CSRF_FIELD = "csrf_token"
-_WINDOW_SECONDS = 60.0
-
-
-class LoginLimiter:
-    """At most `attempts_per_minute` failed logins per account name in any 60 seconds.
-
-    Counted per name, existing or not, so that guessing one account's password is slow and the
-    answer does not reveal whether the account exists. Kept in memory: one server process.
-    """
-
-    def __init__(self, attempts_per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._limit = attempts_per_minute
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures: dict[str, deque[float]] = {}
-
-    def check(self, username: str) -> None:
-        with self._lock:
-            recent = self._recent(username)
-            if len(recent) >= self._limit:
-                wait = int(_WINDOW_SECONDS - (self._clock() - recent[0])) + 1
-                raise RateLimited(f"too many failed logins for this account; try again in {wait} s")
-
-    def record_failure(self, username: str) -> None:
-        with self._lock:
-            self._recent(username).append(self._clock())
-
-    def reset(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(_key(username), None)
-
-    def _recent(self, username: str) -> deque[float]:
-        now = self._clock()
-        for name in [n for n, times in self._failures.items() if not times or now - times[-1] > _WINDOW_SECONDS]:
-            del self._failures[name]  # forget quiet names, so guessing many names cannot fill memory
-        recent = self._failures.setdefault(_key(username), deque())
-        while recent and now - recent[0] > _WINDOW_SECONDS:
-            recent.popleft()
-        return recent
-
-
-def _key(username: str) -> str:
-    return username.strip().lower()
-
-
-@dataclass(frozen=True)
-class Claims:
-    username: str
-    expires: int
-    password_tag: str
+_TOKEN_LENGTH = 43  # secrets.token_urlsafe(32)
 
 
 class Sessions:
-    """Issues and checks session tokens: base64(JSON claims) "." base64(HMAC)."""
+    """Opens, checks and ends server-side sessions (rows of `web_sessions`, keyed by the token's hash)."""
 
     def __init__(self, secret: str, *, clock: Callable[[], float] = time.time) -> None:
         self._key = hashlib.sha256(b"mimicsafe-session\x00" + secret.encode()).digest()
         self._clock = clock
 
-    def issue(self, user: User) -> str:
-        claims = {"u": user.username, "exp": int(self._clock()) + SESSION_SECONDS,
-                  "pw": self._password_tag(user.password_hash)}
-        body = _b64(json.dumps(claims, separators=(",", ":")).encode())
-        return f"{body}.{_b64(self._sign(body))}"
-
-    def read(self, token: str | None) -> Claims | None:
-        """The claims of a well-signed, unexpired token; None for anything else."""
-        if not token or token.count(".") != 1 or len(token) > 1024:
-            return None
-        body, signature = token.split(".")
-        try:
-            if not hmac.compare_digest(_unb64(signature), self._sign(body)):
-                return None
-            claims = json.loads(_unb64(body))
-            result = Claims(str(claims["u"]), int(claims["exp"]), str(claims["pw"]))
-        except (ValueError, KeyError, TypeError):
-            return None
-        return result if result.expires > self._clock() else None
+    def issue(self, session: Session, user: User) -> str:
+        """A new session for `user`, in the caller's transaction: the cookie's token."""
+        return accounts.open_session(session=session, user=user, lifetime=timedelta(seconds=SESSION_SECONDS),
+                                     now=self._now())
 
     def username_for(self, instance: Instance, token: str | None) -> str | None:
-        """The logged-in user behind a token: it must be valid, and the account enabled with the same
-        password as when the session began."""
-        claims = self.read(token)
-        if claims is None:
+        """The logged-in user behind a token: a live session of an enabled account, else None."""
+        if not _plausible(token):
             return None
         with instance.reading() as session:
-            user = session.scalar(select(User).where(User.username == claims.username))
-            if user is None or user.disabled:
-                return None
-            if not hmac.compare_digest(self._password_tag(user.password_hash), claims.password_tag):
-                return None
-            return user.username
+            user = accounts.session_user(session=session, token=str(token), now=self._now())
+            return user.username if user is not None else None
+
+    def end(self, instance: Instance, token: str | None) -> str | None:
+        """Log this session out everywhere its cookie went: the account's name, or None if it was not live."""
+        if not _plausible(token):
+            return None
+        with instance.transaction() as session:
+            return accounts.end_session(session=session, token=str(token))
 
     def tag(self, text: str) -> str:
         """A short keyed digest of `text`: equal texts give equal tags; the text cannot be read back,
         nor guessed offline without the secret key."""
         return hmac.new(self._key, b"log-tag\x00" + text.encode(), hashlib.sha256).hexdigest()[:12]
 
-    def _sign(self, body: str) -> bytes:
-        return hmac.new(self._key, body.encode(), hashlib.sha256).digest()
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
 
-    def _password_tag(self, password_hash: str) -> str:
-        return _b64(hmac.new(self._key, password_hash.encode(), hashlib.sha256).digest()[:12])
+
+def _plausible(token: str | None) -> bool:
+    """A value `secrets.token_urlsafe(32)` could have made: anything else is not looked up."""
+    return (token is not None and len(token) == _TOKEN_LENGTH
+            and all(c.isascii() and (c.isalnum() or c in "-_") for c in token))
 
 
 class LoginForms:
@@ -178,28 +123,49 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def log_in(*, instance: Instance, limiter: LoginLimiter, sessions: Sessions, username: str, password: str) -> str:
-    """Check a password under the rate limit and open a session: the session token. AuthError or
-    RateLimited otherwise."""
-    username = username.strip()
-    limiter.check(username)
+def log_in(*, instance: Instance, limiter: LoginLimiter, sessions: Sessions, username: str, password: str,
+           client: str = "unknown") -> str:
+    """Check a password under the rate limits and open a session: the session token. AuthError or
+    RateLimited otherwise. `client` is the caller's address (as the trusted-proxy rules give it)."""
+    username = accounts.normalise_username(username)
+    limiter.check(username, client)
     try:
         with instance.transaction() as session:
             user = accounts.authenticate(session=session, username=username, password=password)
-            token = sessions.issue(user)
+            token = sessions.issue(session, user)
     except AuthError:
-        limiter.record_failure(username)
-        log.info("failed login for %s", _loggable_name(instance, sessions, username))
+        filled = limiter.record_failure(username, client)
+        known = _known_account(instance, username)
+        log.info("failed login for %s", f"account {known!r}" if known is not None else
+                 f"an unknown account name (tag {sessions.tag(username)})")
+        if filled:  # the failure that locks: once per window, not for every refused attempt after it
+            with instance.transaction() as session:
+                for lockout in filled:
+                    audit.append(session, actor="system", action="user.login_locked",
+                                 subject=known if known is not None else f"unknown name, tag {sessions.tag(username)}",
+                                 details={"scope": lockout.scope, "client": client, "seconds": lockout.seconds})
         raise
-    limiter.reset(username)
+    limiter.reset(username, client)
     return token
 
 
-def _loggable_name(instance: Instance, sessions: Sessions, username: str) -> str:
-    """How a failed login's account name may appear in the log: the name of an existing account, or a
-    tag for any other text (which may be a password typed into the wrong field)."""
+def log_out(*, instance: Instance, sessions: Sessions, token: str | None) -> None:
+    """End the session behind the cookie (nothing to do for a cookie that is not a live session)."""
+    sessions.end(instance, token)
+
+
+def log_out_everywhere(*, instance: Instance, sessions: Sessions, token: str | None) -> int:
+    """End every session of the account behind the cookie (other browsers and copied cookies too): how
+    many ended. Nothing for a cookie that is not a live session."""
+    username = sessions.username_for(instance, token)
+    if username is None:
+        return 0
+    with instance.transaction() as session:
+        return accounts.end_sessions(session=session, username=username, actor=username, why="log out everywhere")
+
+
+def _known_account(instance: Instance, username: str) -> str | None:
+    """The failed login's account if it exists. Any other text (perhaps a password typed into the name
+    field) may appear in the log and the audit only as a keyed tag."""
     with instance.reading() as session:
-        known = session.scalar(select(User.username).where(User.username == username))
-    if known is not None:
-        return f"account {known!r}"
-    return f"an unknown account name (tag {sessions.tag(username)})"
+        return session.scalar(select(User.username).where(User.username == username))

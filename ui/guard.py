@@ -18,6 +18,7 @@ from sqlalchemy import select
 from mimicsafe.context import Instance
 from mimicsafe.db.models import User
 from mimicsafe.errors import MimicSafeError
+from ui.markup import html_text
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,7 +39,7 @@ def refusals(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except MimicSafeError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(html_text(exc), print_exception=False) from None  # Gradio renders it as HTML
 
     return wrapper
 

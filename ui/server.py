@@ -32,11 +32,14 @@ from ui.auth import (
     LoginLimiter,
     Sessions,
     log_in,
+    log_out,
+    log_out_everywhere,
 )
 from ui.login_page import login_page
 
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
+LOGOUT_EVERYWHERE_PATH = "/logout/everywhere"
 PUBLIC_PATH = "/public"
 _FOOTER = ["api", "gradio", "settings"]
 FORM_EXPIRED = ("This login form has expired or was not sent from this site. Nothing was done; "
@@ -68,7 +71,7 @@ def _over_https(request: Request) -> bool:
 def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> FastAPI:
     settings = instance.settings
     sessions = Sessions(settings.secret_key.get_secret_value())
-    limiter = LoginLimiter(settings.login_attempts_per_minute)
+    limiter = LoginLimiter.from_settings(settings)
     forms = LoginForms(settings.secret_key.get_secret_value())
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     # No cross-origin access at all: the pages call their own origin only. Without a CORS middleware of
@@ -116,7 +119,8 @@ def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> 
                 return form_page(request, next_path=next, error=FORM_EXPIRED, username=username, status_code=403)
             return JSONResponse({"detail": FORM_EXPIRED}, status_code=403)
         try:
-            token = log_in(instance=instance, limiter=limiter, sessions=sessions, username=username, password=password)
+            token = log_in(instance=instance, limiter=limiter, sessions=sessions, username=username, password=password,
+                           client=request.client.host if request.client else "unknown")
         except (AuthError, RateLimited) as exc:
             status = 429 if isinstance(exc, RateLimited) else 401
             if browser:
@@ -129,7 +133,16 @@ def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> 
         return response
 
     @app.get(LOGOUT_PATH)
-    def do_logout() -> Response:
+    def do_logout(request: Request) -> Response:
+        log_out(instance=instance, sessions=sessions, token=request.cookies.get(SESSION_COOKIE))  # ends copies too
+        response = RedirectResponse(LOGIN_PATH, status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.post(LOGOUT_EVERYWHERE_PATH)
+    def do_logout_everywhere(request: Request) -> Response:
+        """The page's "Log out everywhere" form: a POST, so another site cannot send it with the cookie."""
+        log_out_everywhere(instance=instance, sessions=sessions, token=request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse(LOGIN_PATH, status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

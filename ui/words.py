@@ -30,12 +30,13 @@ _DETAIL_HIDDEN = {reasons.MATCHES_OTHER_ARTIST, reasons.MATCHES_OPTOUT}
 
 
 def reason_line(reason: dict) -> str:
-    """One reason as a sentence for the artist, with the gate's detail where it is safe to show."""
+    """One reason as a sentence for the artist, with the gate's detail where it is safe to show. Plain
+    text: a page showing it as Markdown passes it through `ui.markup.plain`."""
     code = reason.get("code", "")
     text = FOR_ARTIST.get(code, code.replace("_", " "))
     detail = reason.get("detail", "")
     if detail and code not in _DETAIL_HIDDEN:
-        return f"{text} — _{_escape(detail)}_"
+        return f"{text} — {detail}"
     return text
 
 
@@ -49,6 +50,3 @@ def review_line(decision: str, review_state: str) -> str:
         "overridden": "an admin reviewed it and accepted it for training",
     }.get(review_state, "nothing for an admin to review — fix the file and upload it again")
 
-
-def _escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "\\`*_{}[]<>#|" else ch for ch in text)

@@ -51,6 +51,19 @@ class User(Base):
     keys: Mapped[list[ArtistKey]] = relationship(back_populates="user")
 
 
+class WebSession(Base):
+    """A logged-in browser. The cookie holds a random token; only its SHA-256 is stored, so reading the
+    database gives no usable cookie. Deleting the row ends the session (ui/auth.py, mimicsafe/accounts.py)."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class ArtistKey(Base):
     """A public key an artist signs uploads with. Revoked keys stay, so old verdicts stay explainable."""
 
@@ -119,6 +132,9 @@ class Upload(Base):
     caption: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
+    # A rejected file the artist had already sent (same artist, same SHA-256) joins the first copy's review
+    # item: this points at that upload, and the repeat is not queued again (mimicsafe/uploads.py).
+    repeat_of_id: Mapped[int | None] = mapped_column(ForeignKey("uploads.id"), index=True)
 
 
 class ReviewDecision(Base):

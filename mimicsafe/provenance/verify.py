@@ -30,7 +30,7 @@ from mimicsafe.imaging import decode_limits, fingerprint_of
 from mimicsafe.provenance.content_credentials import ContentCredentialsError, ManifestReport, read_manifest
 from mimicsafe.provenance.credentials import load_credentials
 from mimicsafe.provenance.metadata import prompt_sha256
-from mimicsafe.provenance.watermark import Detection, detect
+from mimicsafe.provenance.watermark import MIN_SIDE, Detection, detect
 from ownership.decode import decode_image, sniff_format
 from ownership.errors import DecodeError
 from ownership.policy import GENERATED_OWNER
@@ -132,8 +132,12 @@ def verify_image(*, instance: Instance, data: bytes) -> VerifyReport:
 
     # 1. C2PA, validated against this instance's anchor only.
     manifest = _read_c2pa(instance, data, _MIME[fmt], notes) if fmt else None
-    # 2. The watermark in the pixels.
-    detection = detect(image.rgb)
+    # 2. The watermark in the pixels (an image thinner than the detector's smallest side cannot hold one).
+    if min(image.rgb.shape[:2]) >= MIN_SIDE:
+        detection = detect(image.rgb)
+    else:
+        detection = Detection(payload=None, bit_accuracy=0.0, confidence=0.0, transform="none")
+        notes.append(f"too small to carry a watermark (under {MIN_SIDE} pixels on a side)")
     # 3. The fingerprint against the registered outputs.
     fingerprint = fingerprint_of(image, instance.settings)
 

@@ -141,7 +141,8 @@ def test_login_tokens_are_bound_to_the_nonce_and_the_key() -> None:
 
 def test_a_failed_login_never_logs_the_text_of_an_unknown_name(instance: Instance, grace: str,
                                                                caplog: pytest.LogCaptureFixture) -> None:
-    sessions, limiter = Sessions("secret"), LoginLimiter(100)
+    sessions = Sessions("secret")
+    limiter = LoginLimiter(per_client_per_minute=100, per_account_per_hour=1000, secret="secret")
     typed_password = "correct horse battery staple 77"  # a password typed into the name field
     caplog.set_level(logging.INFO, logger="ui.auth")
     for name, password in ((typed_password, "x"), (typed_password, "y"), (grace, "wrong-password-1")):

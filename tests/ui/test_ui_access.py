@@ -205,6 +205,7 @@ def admin_calls(world) -> dict[str, tuple]:
         "/admin_users_disable": ("root",),
         "/admin_users_enable": ("alice",),
         "/admin_users_reset_password": ("root", "taken-over-password"),
+        "/admin_users_logout": ("root",),
         "/admin_audit_list": ("", "", 50),
         "/admin_audit_verify": (),
     }
@@ -220,6 +221,16 @@ def test_an_artist_is_refused_every_admin_endpoint(world) -> None:
         assert accounts.get_user(session=session, username="root").disabled is False
         assert session.get(Upload, world.alice_rejected_id).review_state == "pending"
     world.client("root")  # root's password still works
+
+
+# Endpoints every logged-in account may call, each about the caller only (test_ui_flows has their cases).
+EVERY_ACCOUNT = {"/page_load"}
+
+
+def test_every_endpoint_of_the_logged_in_app_has_a_rule(world) -> None:
+    """Nothing outside the artist cases, the admin cases and the caller-only endpoints."""
+    endpoints = named_endpoints(world.client("root"))
+    assert endpoints == set(BOB_ON_ALICE) | set(admin_calls(world)) | EVERY_ACCOUNT
 
 
 def test_an_admin_is_refused_the_artist_pages(world) -> None:

@@ -10,6 +10,7 @@ from mimicsafe import audit
 from mimicsafe.context import Instance
 from ui import queries
 from ui.guard import refusals, require_admin
+from ui.markup import plain
 from ui.tabs import Panel, table, when
 
 HEADERS = ["#", "When", "Actor", "Action", "Subject", "Details"]
@@ -46,7 +47,7 @@ def build(instance: Instance) -> Panel:
             report = audit.verify_chain(session)
         if report.ok:
             return f"**The chain is intact**: {report.entries} entries, none edited, deleted or reordered."
-        return f"**The chain is BROKEN** at entry {report.first_bad_seq}: {report.problem}"
+        return f"**The chain is BROKEN** at entry {report.first_bad_seq}: {plain(report.problem)}"
 
     filters = [action, actor, limit]
     refresh.click(list_entries, filters, [log_table], api_name="admin_audit_list")

@@ -9,6 +9,7 @@ from mimicsafe.context import Instance
 from ui import queries
 from ui.guard import refusals, require_admin
 from ui.images import stored_thumbnail
+from ui.markup import plain
 from ui.tabs import Panel, as_id, required_id, table, when
 
 HEADERS = ["#", "Artist", "File", "Evidence", "Submitted"]
@@ -62,8 +63,9 @@ def build(instance: Instance) -> Panel:
         with instance.reading() as session:
             work, artist = queries.portfolio_item(session, number)
             history = queries.artist_history(session, artist)
-            text = (f"**#{work.id} {work.file_name}** by **{artist}**, submitted {when(work.submitted_at)} — "
-                    f"status {work.status}\n\nEvidence: {work.evidence_url or '_none given_'}\n\n"
+            evidence = plain(work.evidence_url) if work.evidence_url else "_none given_"
+            text = (f"**#{work.id} {plain(work.file_name)}** by **{plain(artist)}**, submitted "
+                    f"{when(work.submitted_at)} — status {plain(work.status)}\n\nEvidence: {evidence}\n\n"
                     f"Artist so far: {history.verified_works} verified work(s), {history.uploads} upload(s) "
                     f"({history.accepted} accepted, {history.rejected} rejected).")
             sha256 = work.sha256
@@ -79,7 +81,7 @@ def build(instance: Instance) -> Panel:
                     session=session, registry=instance.registry, username=artist, admin=who.username,
                     note=note or "", item_ids=[work.id])
                 text = (f"Verified #{work.id}: it is now protected." if verified else
-                        "Not verified: " + "; ".join(why for _, why in refused) if refused else
+                        "Not verified: " + "; ".join(plain(why) for _, why in refused) if refused else
                         f"#{work.id} is not pending any more.")
             else:
                 denied = portfolio_service.deny_items(session=session, username=artist, admin=who.username,

@@ -13,9 +13,10 @@ from ownership.signals import read_signals
 from ui import queries
 from ui.guard import refusals, require_admin
 from ui.images import stored_thumbnail, thumbnail
+from ui.markup import plain
 from ui.tabs import Panel, as_id, required_id, table, when
 
-HEADERS = ["#", "Artist", "File", "Reasons", "Best match", "State", "Uploaded"]
+HEADERS = ["#", "Artist", "File", "Reasons", "Best match", "State", "Uploaded", "Times sent"]
 STATES = ["pending", "upheld", "overridden", "all"]
 SORTS = ["oldest first", "newest first", "artist"]
 ANY_REASON = "any reason"
@@ -26,8 +27,14 @@ def signature_status(verdict: dict) -> str:
     for code, label in ((reasons.VALID_SIGNATURE, "valid"), (reasons.KEY_REVOKED, "signed with a revoked key"),
                         (reasons.BAD_SIGNATURE, "does not verify")):
         if code in found:
-            return f"{label} — {found[code]}"
+            return f"{label} — {plain(found[code])}"
     return "no signature given"
+
+
+def code_of(reason: dict) -> str:
+    """A reason's code for a code span: one of the gate's stable names (anything else is not shown as is)."""
+    code = str(reason.get("code", ""))
+    return code if code in reasons.ALL_REASONS else "unknown"
 
 
 def best_match(verdict: dict) -> str:
@@ -77,7 +84,8 @@ def build(instance: Instance) -> Panel:
                 items.sort(key=lambda i: (i.artist, i.upload.id))
             rows = [[i.upload.id, i.artist, i.upload.file_name,
                      ", ".join(r["code"] for r in i.upload.verdict["reasons"]), best_match(i.upload.verdict),
-                     i.upload.review_state + (" (deleted)" if i.upload.deleted_at else ""), when(i.upload.created_at)]
+                     i.upload.review_state + (" (deleted)" if i.upload.deleted_at else ""), when(i.upload.created_at),
+                     i.count]
                     for i in items]
             choices = [(f"#{i.upload.id} {i.artist} — {i.upload.file_name}", i.upload.id) for i in items]
         hint = "" if rows else "_Nothing here. Uploads the gate rejects (and an admin can judge) appear here._"
@@ -100,16 +108,17 @@ def build(instance: Instance) -> Panel:
             views = [queries.match_view(session, m, viewer=who.username, viewer_is_admin=True)
                      for m in verdict.get("matches", [])]
             history = queries.artist_history(session, found.artist)
-            decisions = [f"- {when(d.created_at)} **{d.action}** by {admin}: {d.note}"
+            decisions = [f"- {when(d.created_at)} **{plain(d.action)}** by {plain(admin)}: {plain(d.note)}"
                          for d, admin in queries.decisions_for(session, upload.id)]
             sha256, deleted = upload.sha256, upload.deleted_at is not None
         picture_sha = next((v.picture_sha256 for v in views if v.picture_sha256), None)
         data = stored_bytes(sha256)  # read once: the preview and the metadata signals both use it
-        lines = [f"### Upload #{upload.id} by {found.artist}: {upload.file_name} — {upload.review_state}",
+        lines = [f"### Upload #{upload.id} by {plain(found.artist)}: {plain(upload.file_name)} — "
+                 f"{plain(upload.review_state)}" + (f" · sent {found.count} times" if found.count > 1 else ""),
                  f"SHA-256 `{sha256}`" + (" · **image deleted (the artist withdrew consent)**" if deleted else ""),
-                 "\n**Reasons**", *[f"- `{r['code']}`: {r['detail']}" for r in verdict["reasons"]],
+                 "\n**Reasons**", *[f"- `{code_of(r)}`: {plain(r['detail'])}" for r in verdict["reasons"]],
                  "\n**Matches** (method, score: PDQ distance — lower is closer; local features — verified points)",
-                 *([f"- {v.caption}" for v in views] or ["- none"]),
+                 *([f"- {plain(v.caption)}" for v in views] or ["- none"]),
                  f"\n**Signature:** {signature_status(verdict)}",
                  "\n**Metadata signals**", *signal_lines(data),
                  f"\n**Artist history:** {history.uploads} upload(s), {history.accepted} accepted, "
@@ -130,8 +139,8 @@ def build(instance: Instance) -> Panel:
         if data is None:
             return ["- (the image is no longer stored)"]
         found = read_signals(data)
-        lines = [f"- {s.kind} ({s.source}): {s.detail}" for s in found.signals] or ["- none found"]
-        return lines + [f"- note: {n}" for n in found.notes]
+        lines = [f"- {plain(s.kind)} ({plain(s.source)}): {plain(s.detail)}" for s in found.signals] or ["- none found"]
+        return lines + [f"- note: {plain(n)}" for n in found.notes]
 
     def decide(upload_id: int | None, note_text: str, confirm: bool, filters: tuple[str, str, str],
                request: gr.Request, *, action: str) -> tuple:
@@ -140,7 +149,7 @@ def build(instance: Instance) -> Panel:
         with instance.transaction() as session:
             done = review_service.decide(session=session, admin=who.username, upload_id=number,
                                          action=action, note=note_text or "", override_match=bool(confirm))  # type: ignore[arg-type]
-            text = f"Upload #{done.upload.id}: {done.upload.review_state}."
+            text = f"Upload #{done.upload.id}: {plain(done.upload.review_state)}."
         state_value, reason_value, order_value = filters
         return (text, "", False, *view(state_value, reason_value, order_value, who.username))
 

@@ -1,4 +1,4 @@
-"""Admin tab: accounts — create, disable or enable, reset a password."""
+"""Admin tab: accounts — create, disable or enable, reset a password, end an account's sessions."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from mimicsafe import accounts
 from mimicsafe.context import Instance
 from mimicsafe.db.models import User
 from ui.guard import refusals, require_admin
+from ui.markup import plain
 from ui.tabs import Panel, table, when
 
-HEADERS = ["Username", "Role", "Status", "Created"]
+HEADERS = ["Username", "Role", "Status", "Sessions", "Created"]
 
 
 def status_of(user: User) -> str:
@@ -40,12 +41,14 @@ def build(instance: Instance) -> Panel:
                 reset_password = gr.Textbox(label="New password (leave empty to generate one)", type="password",
                                             max_lines=1)
                 reset = gr.Button("Reset password")
+                end_sessions = gr.Button("End all its sessions (log it out everywhere)")
         message = gr.Markdown()
 
     def view() -> tuple:
         with instance.reading() as session:
             users = accounts.list_users(session=session)
-            rows = [[u.username, u.role, status_of(u), when(u.created_at)] for u in users]
+            rows = [[u.username, u.role, status_of(u), accounts.open_sessions(session=session, username=u.username),
+                     when(u.created_at)] for u in users]
             names = [u.username for u in users]
         return table(rows, HEADERS), gr.update(choices=names, value=None)
 
@@ -67,7 +70,7 @@ def build(instance: Instance) -> Panel:
         with instance.transaction() as session:
             accounts.create_user(session=session, username=(username or "").strip(), role=role,  # type: ignore[arg-type]
                                  password=password, actor=who.username)
-        return (f"Created {role} account **{username.strip()}**.{shown}", "", "", *view())
+        return (f"Created {plain(role)} account **{plain(username.strip())}**.{shown}", "", "", *view())
 
     def set_disabled(username: str | None, disabled: bool, request: gr.Request) -> tuple:
         who = require_admin(instance, request)
@@ -77,7 +80,8 @@ def build(instance: Instance) -> Panel:
             raise gr.Error("You cannot disable your own account; ask another admin.", print_exception=False)
         with instance.transaction() as session:
             accounts.set_disabled(session=session, username=username, disabled=disabled, actor=who.username)
-        return (f"**{username}** is now {'disabled: its sessions end at once' if disabled else 'enabled'}.", *view())
+        state = "disabled: its sessions have ended" if disabled else "enabled"
+        return (f"**{plain(username)}** is now {state}.", *view())
 
     @refusals
     def disable_user(username: str | None, request: gr.Request) -> tuple:
@@ -95,7 +99,17 @@ def build(instance: Instance) -> Panel:
         password, shown = password_or_new(password or "")
         with instance.transaction() as session:
             accounts.set_password(session=session, username=username, password=password, actor=who.username)
-        return (f"Password of **{username}** reset; its sessions have ended.{shown}", "", *view())
+        return (f"Password of **{plain(username)}** reset; its sessions have ended.{shown}", "", *view())
+
+    @refusals
+    def end_user_sessions(username: str | None, request: gr.Request) -> tuple:
+        who = require_admin(instance, request)
+        if not username:
+            raise gr.Error("Choose an account.", print_exception=False)
+        with instance.transaction() as session:
+            ended = accounts.end_sessions(session=session, username=username, actor=who.username,
+                                          why="ended by an admin")
+        return (f"Ended {ended} session(s) of {plain(username)}: it must log in again.", *view())
 
     outputs = [users_table, target]
     create.click(create_user, [new_name, new_role, new_password], [message, new_name, new_password, *outputs],
@@ -104,5 +118,6 @@ def build(instance: Instance) -> Panel:
     enable.click(enable_user, [target], [message, *outputs], api_name="admin_users_enable")
     reset.click(reset_user_password, [target, reset_password], [message, reset_password, *outputs],
                 api_name="admin_users_reset_password")
+    end_sessions.click(end_user_sessions, [target], [message, *outputs], api_name="admin_users_logout")
     tab.select(list_users, None, outputs, api_name="admin_users_list")
     return Panel(outputs=outputs, fill=lambda who: view())

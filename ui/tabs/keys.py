@@ -10,6 +10,7 @@ from ownership.signatures import MAX_KEY_BYTES
 from ownership.sshsig import UPLOAD_NAMESPACE
 from ui.files import read_uploads
 from ui.guard import refusals, require_artist
+from ui.markup import plain
 from ui.tabs import Panel, table, when
 
 HEADERS = ["Fingerprint", "Comment", "Registered", "Status"]
@@ -85,7 +86,7 @@ def build(instance: Instance) -> Panel:
         with instance.transaction() as session:
             keys_service.revoke_key(session=session, username=who.username, fingerprint=fingerprint,
                                     actor=who.username)
-        return (f"Revoked `{fingerprint}`: signatures made with it no longer count.", *view(who.username))
+        return (f"Revoked {plain(fingerprint)}: signatures made with it no longer count.", *view(who.username))
 
     outputs = [keys_table, revoke_choice, empty]
     register.click(register_key, [key_text, key_file], [message, key_text, key_file, *outputs],

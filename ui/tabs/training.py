@@ -6,7 +6,6 @@ queues jobs and shows what the job's record says, refreshing every few seconds w
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import gradio as gr
@@ -19,6 +18,7 @@ from mimicsafe.uploads import eligible_uploads
 from ui.files import file_for_download
 from ui.guard import refusals, require_artist
 from ui.images import stored_thumbnail
+from ui.markup import html_text
 from ui.tabs import Panel, as_id, required_id, table, when
 
 MODEL_HEADERS = ["#", "Name", "Dataset manifest (SHA-256)", "Images", "Trained"]
@@ -35,7 +35,7 @@ def progress_html(view: training.JobView | None) -> str:
              "completed": f"finished: model #{view.model_id}" if view.model_id else "finished",
              "failed": f"failed: {job.error or 'see the worker log'}",
              "cancelled": f"cancelled at step {job.step}"}.get(job.status, job.status)
-    parts = [f"<p><b>Job #{job.id}</b> ({html.escape(job.preset)}): {html.escape(words)}"]
+    parts = [f"<p><b>Job #{job.id}</b> ({html_text(job.preset)}): {html_text(words)}"]
     if job.status == "running":
         if job.loss is not None:
             parts.append(f" · loss {job.loss:.4f}")

@@ -11,6 +11,7 @@ from ui import queries
 from ui.files import IMAGE_TYPES, read_uploads, required_uploads
 from ui.guard import Caller, refusals, require_artist
 from ui.images import stored_thumbnail
+from ui.markup import plain
 from ui.tabs import Panel, required_id, table, when
 from ui.words import reason_line, review_line
 
@@ -27,8 +28,8 @@ Add the signature files with the images: the `manifest.json` from `mimicsafe sig
 def verdict_card(payload: dict, review_state: str) -> str:
     decision = payload["decision"]
     upload_id = payload.get("upload_id")
-    title = f"#### {payload['file']} — {decision.upper()}" + (f" (upload #{upload_id})" if upload_id else "")
-    lines = [title, *[f"- {reason_line(r)}" for r in payload["reasons"]],
+    title = f"#### {plain(payload['file'])} — {decision.upper()}" + (f" (upload #{upload_id})" if upload_id else "")
+    lines = [title, *[f"- {plain(reason_line(r))}" for r in payload["reasons"]],
              f"\n**Next:** {review_line(decision, review_state)}."]
     return "\n".join(lines)
 
@@ -62,9 +63,10 @@ def build(instance: Instance) -> Panel:
 
     def view(username: str) -> tuple:
         with instance.reading() as session:
+            mine = queries.my_uploads(session, username)
+            states = upload_service.review_states(session, mine)
             rows = [[u.id, u.file_name, u.decision, "; ".join(reason_line(r) for r in u.verdict["reasons"]),
-                     review_line(u.decision, u.review_state), when(u.created_at)]
-                    for u in queries.my_uploads(session, username)]
+                     review_line(u.decision, states[u.id]), when(u.created_at)] for u in mine]
         hint = "" if rows else "_No uploads yet. Sign your images (see **Keys**) and drop them above._"
         return table(rows, HEADERS), hint
 
@@ -112,12 +114,12 @@ def build(instance: Instance) -> Panel:
         with instance.reading() as session:
             upload = queries.my_upload(session, who.username, upload_number)
             payload = {**upload.verdict, "upload_id": upload.id}
-            lines = [verdict_card(payload, upload.review_state)]
+            lines = [verdict_card(payload, upload_service.review_states(session, [upload])[upload.id])]
             match_image, captions = None, []
             for match in upload.verdict.get("matches", []):
                 seen = queries.match_view(session, match, viewer=who.username, viewer_is_admin=False)
-                captions.append(f"- {seen.caption}" if seen.caption == queries.PROTECTED
-                                else f"- matched {seen.caption}")
+                captions.append(f"- {plain(seen.caption)}" if seen.caption == queries.PROTECTED
+                                else f"- matched {plain(seen.caption)}")
                 if match_image is None and seen.picture_sha256 is not None:
                     match_image = stored_thumbnail(instance.blobs, seen.picture_sha256, settings)
             decisions = [f"- {when(d.created_at)}: {'accepted' if d.action == 'approve' else 'rejection kept'}"

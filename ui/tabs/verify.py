@@ -8,6 +8,7 @@ from mimicsafe.context import Instance
 from mimicsafe.provenance.verify import VerifyReport, verify_image
 from ui.files import IMAGE_TYPES, required_uploads
 from ui.guard import refusals
+from ui.markup import plain
 from ui.words import WITNESSES
 
 EXPLAIN = """
@@ -26,9 +27,9 @@ def report_card(report: VerifyReport) -> str:
     wm = report.watermark
     witness_lines = [
         "- Content Credentials: " + ("none in the file" if report.c2pa is None else
-                                     f"{report.c2pa.validation_state.lower()}"
+                                     plain(report.c2pa.validation_state.lower())
                                      + (" (signed by this service)" if report.c2pa.trusted else "")),
-        "- Watermark: " + (f"found, id `{wm.payload.hex()}` ({wm.bit_accuracy:.0%} of bits read; {wm.transform})"
+        "- Watermark: " + (f"found, id `{wm.payload.hex()}` ({wm.bit_accuracy:.0%} of bits read; {plain(wm.transform)})"
                            if wm.found and wm.payload is not None else "none found"),
         f"- Fingerprint: {len(report.fingerprint_matches)} match(es) among the images made here",
     ]
@@ -37,14 +38,14 @@ def report_card(report: VerifyReport) -> str:
                 "(That does not prove a person drew it; it was not made here, or not recognisably.)"]
     else:
         g = report.generation
-        model = f"{g.model_name} (#{g.model_id})" if g.model_name else "a model since deleted"
+        model = f"{plain(g.model_name)} (#{g.model_id})" if g.model_name else "a model since deleted"
         head = [f"### Made with MimicSafe — generation `{g.public_id}`",
-                f"**Artist:** {g.artist} · **Model:** {model} · **Made:** {g.created_at:%Y-%m-%d %H:%M} UTC · "
-                f"**Kind:** {g.kind}",
+                f"**Artist:** {plain(g.artist)} · **Model:** {model} · **Made:** {g.created_at:%Y-%m-%d %H:%M} UTC · "
+                f"**Kind:** {plain(g.kind)}",
                 "**Recognised by:** " + ", ".join(WITNESSES[m] for m in report.methods),
                 f"Prompt fingerprint (SHA-256): `{g.prompt_sha256[:16]}…`"]
-    others = [f"- also contains generation `{o.public_id}` by {o.artist}" for o in report.others]
-    notes = [f"- {note}" for note in report.notes]
+    others = [f"- also contains generation `{o.public_id}` by {plain(o.artist)}" for o in report.others]
+    notes = [f"- {plain(note)}" for note in report.notes]
     return "\n\n".join(["\n\n".join(head), "**Witnesses**\n" + "\n".join(witness_lines),
                         *(["**Also found**\n" + "\n".join(others)] if others else []),
                         *(["**Notes**\n" + "\n".join(notes)] if notes else [])])
