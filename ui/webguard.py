@@ -60,49 +60,69 @@ _NOT_FOUND = b'{"detail":"Not Found"}'
 
 
 class Bindings:
-    """Who owns what: (kind, value) -> owner, forgotten after `ttl` seconds unused, at most `limit` kept."""
+    """Who may use what: (kind, value) -> the owners, forgotten after `ttl` seconds unused, at most `limit`
+    values kept. A file shown to two accounts (an upload an admin reviews) has two owners."""
 
     def __init__(
         self, *, ttl: float = BINDING_SECONDS, limit: int = MAX_BINDINGS, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._ttl, self._limit, self._clock = ttl, limit, clock
-        self._owners: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self._owners: OrderedDict[tuple[str, str], tuple[frozenset[str], float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def claim(self, kind: str, value: str, owner: str) -> bool:
-        """Whether `owner` may use `value`: it is theirs, or no one's yet (then it becomes theirs)."""
+    def claim(self, kind: str, value: str, caller: Caller) -> bool:
+        """Whether `caller` may use `value`: it is theirs, or no one's yet (then it becomes theirs)."""
         with self._lock:
             held = self._get(kind, value)
-            if held is not None and held != owner:
+            if held and caller.who not in held:
                 return False
-            self._put(kind, value, owner)
+            self._put(kind, value, held | caller.names)
             return True
 
-    def owns(self, kind: str, value: str, owner: str) -> bool:
+    def owns(self, kind: str, value: str, caller: Caller | str) -> bool:
+        who = caller if isinstance(caller, str) else caller.who
         with self._lock:
             held = self._get(kind, value)
-            if held == owner:
-                self._put(kind, value, owner)
-            return held == owner
+            if who not in held:
+                return False
+            self._put(kind, value, held if isinstance(caller, str) else held | caller.names)
+            return True
 
-    def grant(self, kind: str, value: str, owner: str) -> None:
+    def grant(self, kind: str, value: str, caller: Caller) -> None:
         with self._lock:
-            self._put(kind, value, owner)
+            self._put(kind, value, self._get(kind, value) | caller.names)
 
-    def _get(self, kind: str, value: str) -> str | None:
+    def _get(self, kind: str, value: str) -> frozenset[str]:
         entry = self._owners.get((kind, value))
         if entry is None:
-            return None
+            return frozenset()
         if self._clock() - entry[1] > self._ttl:
             del self._owners[(kind, value)]
-            return None
+            return frozenset()
         return entry[0]
 
-    def _put(self, kind: str, value: str, owner: str) -> None:
-        self._owners[(kind, value)] = (owner, self._clock())
+    def _put(self, kind: str, value: str, owners: frozenset[str]) -> None:
+        self._owners[(kind, value)] = (owners, self._clock())
         self._owners.move_to_end((kind, value))
         while len(self._owners) > self._limit:
             self._owners.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: `who` ("user:alice", "visitor:<cookie>", "address:<ip>"). A visitor's first request,
+    before it has the cookie it is being given, is `address:…` with the new cookie's name in `also`, so
+    that what it is granted is still theirs once the cookie comes back."""
+
+    who: str
+    also: str | None = None
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(n for n in (self.who, self.also) if n)
+
+
+EVERYONE = Caller("*")  # what the page's own config names (files shown to every caller of that page)
 
 
 @dataclass
@@ -203,13 +223,15 @@ class WebGuard:
                 new_visitor = secrets.token_urlsafe(24)
                 visitor = ""
             client = scope.get("client") or ("?", 0)
-            owner = f"visitor:{visitor}" if visitor else f"address:{client[0]}"
+            owner = (
+                Caller(f"visitor:{visitor}") if visitor else Caller(f"address:{client[0]}", f"visitor:{new_visitor}")
+            )
         else:
             user = self.user_of(cookies.get(self.session_cookie))
             if user is None:
                 await _answer(send, 401, b'{"detail":"Not authenticated"}')
                 return
-            owner = f"user:{user}"
+            owner = Caller(f"user:{user}")
         if new_visitor is not None:
             send = _with_cookie(
                 send,
@@ -219,7 +241,7 @@ class WebGuard:
         await self._guarded(mount, route, owner, scope, receive, send)
 
     async def _guarded(
-        self, mount: Mount, route: _Route, owner: str, scope: Scope, receive: Receive, send: Send
+        self, mount: Mount, route: _Route, owner: Caller, scope: Scope, receive: Receive, send: Send
     ) -> None:
         ns = mount.prefix or "/"
         query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -235,7 +257,7 @@ class WebGuard:
             await _answer(send, 404, _NOT_FOUND)
             return
         if kind == "config":
-            await self.app(scope, receive, self._granting(send, ns, "*"))
+            await self.app(scope, receive, self._granting(send, ns, EVERYONE))
             return
         if kind in ("run", "call") and route.name not in mount.api_names:
             log.warning("unknown endpoint %r on %s", route.name[:64], ns)
@@ -297,13 +319,13 @@ class WebGuard:
                 return
         await self.app(scope, _replay(body, receive), self._granting(send, ns, owner))
 
-    def _may_read(self, ns: str, owner: str, path: str | None) -> bool:
+    def _may_read(self, ns: str, owner: Caller, path: str | None) -> bool:
         if not path:
             return False
         real = _real(path)
-        return self.bindings.owns(f"{ns}:file", real, owner) or self.bindings.owns(f"{ns}:file", real, "*")
+        return self.bindings.owns(f"{ns}:file", real, owner) or self.bindings.owns(f"{ns}:file", real, EVERYONE.who)
 
-    async def _upload(self, mount: Mount, ns: str, owner: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _upload(self, mount: Mount, ns: str, owner: Caller, scope: Scope, receive: Receive, send: Send) -> None:
         if not mount.public or scope["method"] != "POST":
             await self.app(scope, receive, self._granting(send, ns, owner))
             return
@@ -319,7 +341,7 @@ class WebGuard:
         if match is None:
             await _answer(send, 400, b'{"detail":"Expected a multipart upload"}')
             return
-        if not self.upload_throttle.hit(owner):
+        if not self.upload_throttle.hit(owner.who):
             await _answer(send, 429, b'{"detail":"Too many uploads from this client; try again later"}')
             return
         delimiter = b"--" + match.group(1).encode("latin-1")
@@ -346,7 +368,7 @@ class WebGuard:
             spool.seek(0)
             await self.app(scope, _replay_file(spool, total, receive), self._granting(send, ns, owner))
 
-    def _granting(self, send: Send, ns: str, owner: str) -> Send:
+    def _granting(self, send: Send, ns: str, owner: Caller) -> Send:
         """`send`, granting `owner` every file path and event id the response names."""
         tail = b""
         upload_answer = bytearray()
@@ -373,7 +395,7 @@ class WebGuard:
 
         return granting
 
-    def _grant_listed(self, body: bytes, ns: str, owner: str) -> None:
+    def _grant_listed(self, body: bytes, ns: str, owner: Caller) -> None:
         """An upload answers with a JSON list of the stored paths."""
         try:
             listed = json.loads(body)
