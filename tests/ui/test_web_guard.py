@@ -22,7 +22,7 @@ from PIL import Image
 
 from tests.ui.conftest import PASSWORDS
 from ui.server import PUBLIC_PATH
-from ui.webguard import VISITOR_COOKIE
+from ui.webguard import VISITOR_COOKIE, Bindings, Caller
 
 
 @contextmanager
@@ -288,3 +288,26 @@ def test_the_public_check_still_works_through_gradio_client(world) -> None:
     public = world.public_client()
     card = public.predict(handle_file(str(world.alice_signed_png)), api_name="/verify")
     assert "No record" in card
+
+
+# --- the bindings themselves ---------------------------------------------------------------------------
+
+
+def test_bindings_are_per_owner_shared_when_granted_and_forgotten_in_time() -> None:
+    now = [0.0]
+    bindings = Bindings(ttl=100, limit=3, clock=lambda: now[0])
+    alice, bob, root = Caller("user:alice"), Caller("user:bob"), Caller("user:root")
+    assert bindings.claim("session", "h1", alice) and bindings.claim("session", "h1", alice)
+    assert not bindings.claim("session", "h1", bob) and not bindings.owns("session", "h1", bob)
+    bindings.grant("file", "/f", alice)
+    bindings.grant("file", "/f", root)  # shown to an admin too: both may read it
+    assert bindings.owns("file", "/f", alice) and bindings.owns("file", "/f", root)
+    assert not bindings.owns("file", "/f", bob)
+    first = Caller("address:203.0.113.5", "visitor:new")  # before its cookie comes back
+    bindings.grant("file", "/g", first)
+    assert bindings.owns("file", "/g", Caller("visitor:new")) and bindings.owns("file", "/g", first)
+    now[0] = 101.0  # unused for longer than the ttl: forgotten, free to claim
+    assert bindings.claim("session", "h1", bob)
+    for n in range(5):  # never more than `limit` values
+        bindings.grant("file", f"/many/{n}", bob)
+    assert not bindings.owns("file", "/many/0", bob) and bindings.owns("file", "/many/4", bob)
