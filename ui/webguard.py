@@ -1,4 +1,4 @@
-"""What every request to a Gradio page passes before Gradio sees it (SECURITY.md, "Web app surface").
+"""What every request to a Gradio page passes before Gradio sees it (SECURITY.md, "The web app's surface").
 
 Gradio keys a visitor's queue, results, cancels and page state by a *session hash* the browser makes
 up and sends in URLs and bodies, and serves any file in its temporary folders to whoever names the
