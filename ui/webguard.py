@@ -8,7 +8,8 @@ them to the caller:
 - **Session hashes and event ids** belong to the first caller that uses them: the logged-in account on
   `/`, the visitor on `/public/` (a random cookie, or the client address for clients that keep no
   cookies). Anyone else naming them — on the queue, results, cancel, heartbeat, stream or state
-  routes — gets 404, as if they did not exist. Deep links (another session's page state) are off.
+  routes — gets 404, as if they did not exist. Deep links (another session's page state), the proxy
+  route and screen-recording processing (ffmpeg on an anonymous upload) are off: nothing here uses them.
 - **Files** are served only to a caller the app gave them to: a path is granted when it appears in a
   response to that caller (an upload's answer, a result) and `/file=` serves nothing else. A request
   may name as input only files granted to its caller, so no one can feed another person's upload to
@@ -150,7 +151,7 @@ def _route(method: str, rest: str) -> _Route | None:
     parts = tail.split("/")
     if tail.startswith(("file=", "file/")):
         return _Route("file")
-    if tail.startswith("proxy=") or tail == "deep_link":
+    if tail.startswith("proxy=") or tail in ("deep_link", "process_recording"):  # unused here; work for anyone
         return _Route("off")
     if tail == "upload":
         return _Route("upload")

@@ -21,6 +21,7 @@ from gradio_client import handle_file
 from PIL import Image
 
 from tests.ui.conftest import PASSWORDS
+from ui.app import HEAVY
 from ui.server import PUBLIC_PATH
 from ui.webguard import VISITOR_COOKIE, Bindings, Caller
 
@@ -279,9 +280,17 @@ def test_an_unknown_public_endpoint_is_a_quiet_404(
 
 def test_direct_runs_are_closed_so_no_route_skips_the_queue(world) -> None:
     with visitor(world) as http:
-        assert http.post("/gradio_api/run/status", json={"data": []}).status_code == 404
+        for name in ("status", "verify"):
+            for route in ("run", "api"):
+                assert http.post(f"/gradio_api/{route}/{name}", json={"data": [None]}).status_code == 404
+        recording = http.post("/gradio_api/process_recording", files=[("video", ("v.mp4", b"x" * 64, "video/mp4"))])
+        assert recording.status_code == 404  # ffmpeg on an anonymous upload: off
     with logged_in(world, "alice") as alice:
-        assert alice.post("/gradio_api/run/page_load", json={"data": []}).status_code == 404
+        names = {d.get("api_name") for d in alice.get("/config").json()["dependencies"]}
+        assert HEAVY | {"artist_generate"} <= names  # real handlers, each refused below
+        for name in ("page_load", "artist_generate", *HEAVY):
+            for route in ("run", "api"):
+                assert alice.post(f"/gradio_api/{route}/{name}", json={"data": []}).status_code == 404, name
 
 
 def test_the_public_check_still_works_through_gradio_client(world) -> None:
