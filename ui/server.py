@@ -9,6 +9,10 @@ username every callback receives as `gr.Request.username`. See docs/ui.md.
 Web-session security (SECURITY.md, "Web sessions, cookies and CSRF"): the login form carries a CSRF
 token that every browser login must return; cookies are `Secure` when the request came over https —
 directly, or through a proxy listed in `MIMICSAFE_TRUSTED_PROXIES` that says so in X-Forwarded-Proto.
+
+In front of it all, `ui/webguard.py` binds Gradio's session hashes, event ids and files to the caller
+and limits the public upload (SECURITY.md, "The web app's surface"); every event goes through the
+queue (`api_open=False`), whose limits are then the only way in.
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+
 from ui.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -228,7 +230,8 @@ class WebGuard:
                 Caller(f"visitor:{visitor}") if visitor else Caller(f"address:{client[0]}", f"visitor:{new_visitor}")
             )
         else:
-            user = self.user_of(cookies.get(self.session_cookie))
+            # A database read: in a worker thread, never on the event loop every request shares.
+            user = await anyio.to_thread.run_sync(self.user_of, cookies.get(self.session_cookie))
             if user is None:
                 await _answer(send, 401, b'{"detail":"Not authenticated"}')
                 return
@@ -313,15 +316,15 @@ class WebGuard:
             await _answer(send, 404, _NOT_FOUND)
             return
         if kind != "cancel":
-            inputs = [_unescape(m) for m in _PATH_FIELD.findall(body)]
-            if not all(self._may_read(ns, owner, p) for p in inputs):
+            inputs = _paths_in(parsed)  # parsed, not searched: a key may be spelt with escapes
+            if body and not isinstance(parsed, dict) or not all(self._may_read(ns, owner, p) for p in inputs):
                 log.warning("a request on %s named a file not given to its caller", ns)
                 await _answer(send, 404, b'{"detail":"File not found"}')
                 return
         await self.app(scope, _replay(body, receive), self._granting(send, ns, owner))
 
-    def _may_read(self, ns: str, owner: Caller, path: str | None) -> bool:
-        if not path:
+    def _may_read(self, ns: str, owner: Caller, path: object) -> bool:
+        if not isinstance(path, str) or not path:
             return False
         real = _real(path)
         return self.bindings.owns(f"{ns}:file", real, owner) or self.bindings.owns(f"{ns}:file", real, EVERYONE.who)
@@ -342,7 +345,7 @@ class WebGuard:
         if match is None:
             await _answer(send, 400, b'{"detail":"Expected a multipart upload"}')
             return
-        if not self.upload_throttle.hit(owner.who):
+        if not await anyio.to_thread.run_sync(self.upload_throttle.hit, owner.who):  # Redis, perhaps
             await _answer(send, 429, b'{"detail":"Too many uploads from this client; try again later"}')
             return
         delimiter = b"--" + match.group(1).encode("latin-1")
@@ -406,6 +409,16 @@ class WebGuard:
             for item in listed:
                 if isinstance(item, str) and item.startswith("/"):
                     self.bindings.grant(f"{ns}:file", _real(item), owner)
+
+
+def _paths_in(value: object) -> list[object]:
+    """The value of every "path" key in a parsed JSON body, at any depth."""
+    if isinstance(value, dict):
+        own = [value["path"]] if "path" in value else []
+        return own + [p for v in value.values() for p in _paths_in(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _paths_in(v)]
+    return []
 
 
 def _real(path: str) -> str:

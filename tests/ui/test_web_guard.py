@@ -122,6 +122,12 @@ def test_no_one_may_hand_a_callback_another_persons_upload(world) -> None:
     with logged_in(world, "bob") as bob:
         taken = bob.post("/gradio_api/call/artist_uploads_submit", json={"data": [[as_input], []]})
         assert taken.status_code == 404
+        spelt = json.dumps({"data": [[as_input], []]}).replace('"path"', '"p\\u0061th"')  # the same key
+        assert json.loads(spelt) == {"data": [[as_input], []]}
+        sneaked = bob.post(
+            "/gradio_api/call/artist_uploads_submit", content=spelt, headers={"content-type": "application/json"}
+        )
+        assert sneaked.status_code == 404
         assert bob.get("/gradio_api/file=" + path).status_code == 404
     with logged_in(world, "alice") as alice:
         assert alice.get("/gradio_api/file=" + path).status_code == 200
