@@ -104,6 +104,24 @@ class Settings(BaseSettings):
         description="Files one account may upload per hour, rejected ones included (counted in the database: "
                     "shared by every server, the CLI and the API).",
     )
+    public_max_pixels: int = Field(
+        16_000_000, gt=0,
+        description="Largest image in pixels the public page's check decodes (anonymous work; checked before "
+                    "decoding).",
+    )
+    public_checks_per_minute: int = Field(
+        10, gt=0, description="Image checks one client address may run on the public page per minute.")
+    public_uploads_per_hour: int = Field(
+        120, gt=0, description="Files one visitor (or client address) may upload to the public page per hour.")
+    public_concurrency: int = Field(
+        2, gt=0, description="Public image checks running at once; more wait in the queue.")
+    public_queue_size: int = Field(
+        16, gt=0, description="Public image checks waiting at most; more are refused (503) until one is done.")
+    heavy_concurrency: int = Field(
+        2, gt=0,
+        description="Heavy logged-in handlers (uploads, portfolio, generation, opt-out, review previews) "
+                    "running at once, together; more wait in the queue.",
+    )
     trusted_proxies: str = Field(
         "127.0.0.1,::1",
         description="Proxies (IPs or networks, comma-separated; `*` any; empty none) whose X-Forwarded-Proto and "

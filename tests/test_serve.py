@@ -38,3 +38,21 @@ def test_serve_answers_and_lets_the_first_admin_in(served) -> None:
     header, status, *_ = admin.predict(api_name="/page_load")
     assert "signed in as **admin** (admin)" in header
     assert "Database: **up**" in status and "accounts: **1**" in status
+
+
+def test_serve_keeps_gradios_temporary_files_under_home_for_its_owner_only(served) -> None:
+    """Uploads (and Gradio's other temporary files) go to home/gradio-temp, not the host-wide temp folder,
+    in 0700 folders as 0600 files (issue 17 §3)."""
+    import httpx
+
+    proc, home, url = served
+    assert wait_for_http(url + "/", proc) == 200
+    with httpx.Client(base_url=url + "/public") as http:
+        stored = http.post("/gradio_api/upload", files=[("files", ("seen.png", b"\x89PNG not really", "image/png"))])
+    assert stored.status_code == 200, stored.text
+    (path,) = [Path(p) for p in stored.json()]
+    temp = home / "gradio-temp"
+    assert path.is_relative_to(temp) and path.read_bytes() == b"\x89PNG not really"
+    assert stat.S_IMODE(temp.stat().st_mode) == 0o700
+    for item in temp.rglob("*"):
+        assert stat.S_IMODE(item.stat().st_mode) == (0o700 if item.is_dir() else 0o600), item

@@ -44,6 +44,20 @@ def status_markdown(instance: Instance) -> str:
     return f"Database: **up** ({backend}, schema revision `{revision}`) · accounts: **{users}**"
 
 
+# Handlers that decode images or run models: they share one concurrency group of
+# `heavy_concurrency` on the queue (the only way in: ui/server.py closes `/run`). Generation keeps
+# its own limit of one (ui/tabs/generate.py).
+HEAVY = {"artist_uploads_submit", "artist_portfolio_submit", "artist_upload_show", "admin_optout_add",
+         "admin_optout_import", "admin_review_show", "admin_portfolio_show"}
+
+
+def bound_heavy_work(blocks: gr.Blocks, limit: int) -> None:
+    """Put the HEAVY handlers in one concurrency group of `limit` (before the queue first runs)."""
+    for fn in blocks.fns.values():
+        if fn.api_name in HEAVY:
+            fn.concurrency_id, fn.concurrency_limit = "heavy", limit
+
+
 def build_main(instance: Instance) -> gr.Blocks:
     """The logged-in app. The page shows the caller's tabs; every callback checks the role again."""
     with gr.Blocks(title="MimicSafe", delete_cache=DELETE_CACHE) as blocks:
@@ -81,6 +95,7 @@ def build_main(instance: Instance) -> gr.Blocks:
 
         outputs = [header, artist_area, admin_area, status, *_outputs(artist_panels), *_outputs(admin_panels)]
         blocks.load(load_page, None, outputs, api_name="page_load")
+    bound_heavy_work(blocks, instance.settings.heavy_concurrency)
     return blocks
 
 

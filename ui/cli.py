@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -27,11 +29,12 @@ def serve(
                                                   help="Run a job worker inside this process.")] = True,
 ) -> None:
     """Serve the web app (and, by default, a job worker beside it)."""
+    state = state_of(ctx)
+    settings = state.settings
+    _private_gradio_temp(settings.home_dir)
     from mimicsafe.jobs import build_queue, run_worker
     from ui.app import build_app
 
-    state = state_of(ctx)
-    settings = state.settings
     logging.basicConfig(level=settings.log_level)
     instance = state.instance()
     with instance.transaction() as session:
@@ -52,6 +55,18 @@ def serve(
             blocks.block_thread()
     finally:
         blocks.close()
+
+
+def _private_gradio_temp(home: Path) -> None:
+    """Gradio's temporary files (uploads, previews, downloads) under home, not the host-wide temp folder,
+    readable by this account only: the folder is 0700 and this process creates files 0600 and
+    directories 0700 (umask 077). Gradio reads the folder from GRADIO_TEMP_DIR, so it is set before
+    gradio is imported."""
+    os.umask(0o077)
+    folder = home / "gradio-temp"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.chmod(0o700)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
 
 
 def main() -> NoReturn:

@@ -21,6 +21,7 @@ from mimicsafe.errors import ValidationFailed
 from mimicsafe.imaging import NamedFile
 
 DOWNLOAD_MAX_AGE_SECONDS = 3600
+PRIVATE_FOLDER, PUBLIC_FOLDER = "private", "public"  # each page's part of Gradio's temporary folder
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp"]  # what the image upload boxes offer to pick
 
 
@@ -61,11 +62,23 @@ def _read_one(path: Path, *, max_bytes: int) -> NamedFile:
     return NamedFile(name=path.name, data=data)
 
 
+def page_folders() -> tuple[Path, Path]:
+    """The logged-in app's and the public page's folders in Gradio's temporary folder (made 0700).
+    The public page may not serve the first; ui/webguard.py serves each file only to its owner."""
+    root = Path(get_upload_folder())
+    folders = root / PRIVATE_FOLDER, root / PUBLIC_FOLDER
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.chmod(0o700)
+    return folders
+
+
 def file_for_download(name: str, data: bytes) -> str:
-    """Write bytes a person downloads (a model, a generated image) where Gradio may serve them from: its
-    upload folder, in a directory of its own with an unguessable name. Gradio copies the file into its
-    cache (cleaned by DELETE_CACHE in ui/public.py); our copies older than an hour go on the next call."""
-    root = Path(get_upload_folder()) / "mimicsafe-downloads"
+    """Write bytes a person downloads (a model, a generated image) where the logged-in app may serve them
+    from: its private folder, in a directory of its own with an unguessable name. Gradio copies the file
+    into its cache (cleaned by DELETE_CACHE in ui/public.py) and ui/webguard.py serves that copy only to
+    the caller it was given to; our copies older than an hour go on the next call."""
+    root = Path(get_upload_folder()) / PRIVATE_FOLDER / "mimicsafe-downloads"
     _remove_older_than(root, DOWNLOAD_MAX_AGE_SECONDS)
     directory = root / secrets.token_hex(16)
     directory.mkdir(parents=True, mode=0o700)

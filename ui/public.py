@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from mimicsafe.context import Instance
 from ui.tabs import verify
+from ui.throttle import Throttle, Workload, counter_storage
 
 # Files Gradio made for the page (previews, uploads) are deleted an hour after they were made.
 DELETE_CACHE = (600, 3600)
@@ -44,7 +45,11 @@ def build_public(instance: Instance, *, login_path: str = "/login") -> gr.Blocks
             gr.Markdown(DEMO_BANNER, elem_id="demo-banner")
         gr.Markdown(f"**Artists and admins:** [log in]({login_path}).")
         status = gr.Markdown(elem_id="status")
+        settings = instance.settings
         with gr.Tabs():
-            verify.build(instance)
+            verify.build(instance,
+                         checks=Throttle.per_minute("public-check", settings.public_checks_per_minute,
+                                                    counter_storage(settings)),
+                         work=Workload("The image check", settings.public_concurrency))
         blocks.load(lambda: public_status(instance), None, status, api_name="status")
     return blocks

@@ -9,18 +9,24 @@ username every callback receives as `gr.Request.username`. See docs/ui.md.
 Web-session security (SECURITY.md, "Web sessions, cookies and CSRF"): the login form carries a CSRF
 token that every browser login must return; cookies are `Secure` when the request came over https —
 directly, or through a proxy listed in `MIMICSAFE_TRUSTED_PROXIES` that says so in X-Forwarded-Proto.
+
+In front of it all, `ui/webguard.py` binds Gradio's session hashes, event ids and files to the caller
+and limits the public upload (SECURITY.md, "The web app's surface"); every event goes through the
+queue (`api_open=False`), whose limits are then the only way in.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI, Form, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount
 
 from mimicsafe.context import Instance
 from mimicsafe.errors import AuthError, RateLimited
@@ -35,7 +41,11 @@ from ui.auth import (
     log_out,
     log_out_everywhere,
 )
+from ui.files import page_folders
 from ui.login_page import login_page
+from ui.throttle import Throttle, counter_storage
+from ui.webguard import Mount as GuardedMount
+from ui.webguard import WebGuard
 
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
@@ -68,7 +78,7 @@ def _over_https(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> FastAPI:
+def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> WebGuard:
     settings = instance.settings
     sessions = Sessions(settings.secret_key.get_secret_value())
     limiter = LoginLimiter.from_settings(settings)
@@ -151,13 +161,41 @@ def create_server(instance: Instance, *, main: gr.Blocks, public: gr.Blocks) -> 
     def to_public_page() -> Response:
         return RedirectResponse(PUBLIC_PATH + "/", status_code=307)
 
+    # Each page keeps its files in a folder of its own under Gradio's temporary folder (which
+    # `mimicsafe serve` puts under home, owner-only): the public page cannot serve the private folder at
+    # all, and WebGuard serves either page's files only to the caller they were given to.
+    private_dir, public_dir = page_folders()
     common = {"max_file_size": settings.max_upload_bytes, "allowed_paths": [],
-              "blocked_paths": [str(settings.home_dir)],
               "app_kwargs": {"docs_url": None, "redoc_url": None, "openapi_url": None},
               "ssr_mode": False, "footer_links": _FOOTER, "run_history": False, "show_error": False}
-    gr.mount_gradio_app(app, public, path=PUBLIC_PATH, **common)
-    gr.mount_gradio_app(app, main, path="/", auth_dependency=session_user, **common)
-    return app
+    for blocks, folder in ((public, public_dir), (main, private_dir)):
+        for block in blocks.blocks.values():
+            block.GRADIO_CACHE = str(folder)  # where Gradio writes what a component shows
+    gr.mount_gradio_app(app, public, path=PUBLIC_PATH, blocked_paths=[str(settings.home_dir), str(private_dir)],
+                        **common)
+    _mounted_app(app).uploaded_file_dir = str(public_dir)
+    gr.mount_gradio_app(app, main, path="/", auth_dependency=session_user, blocked_paths=[str(settings.home_dir)],
+                        **common)
+    _mounted_app(app).uploaded_file_dir = str(private_dir)
+    storage = counter_storage(settings)
+    return WebGuard(  # an ASGI app in front of the FastAPI app
+        app, mounts=[GuardedMount(PUBLIC_PATH, public=True, api_names=_api_names(public)),
+                     GuardedMount("", public=False, api_names=_api_names(main))],
+        user_of=lambda token: sessions.username_for(instance, token), session_cookie=SESSION_COOKIE,
+        max_upload_bytes=settings.max_upload_bytes,
+        upload_throttle=Throttle.per_hour("public-upload", settings.public_uploads_per_hour, storage),
+        spool_dir=lambda: str(public_dir), secure=lambda scope: scope.get("scheme") == "https")
+
+
+def _mounted_app(app: FastAPI) -> Any:
+    """The Gradio app `gr.mount_gradio_app` has just mounted (the last route)."""
+    mounted = app.routes[-1]
+    assert isinstance(mounted, Mount)
+    return mounted.app
+
+
+def _api_names(blocks: gr.Blocks) -> set[str]:
+    return {fn.api_name for fn in blocks.fns.values() if isinstance(fn.api_name, str)}
 
 
 class WebApp:
@@ -174,8 +212,13 @@ class WebApp:
         self.local_url: str | None = None
 
     def queue(self, *, default_concurrency_limit: int = 4) -> WebApp:
-        self.main.queue(default_concurrency_limit=default_concurrency_limit)
-        self.public.queue(default_concurrency_limit=default_concurrency_limit)
+        """Every event goes through the queue and its concurrency limits: `api_open=False` closes
+        Gradio's `/run/<name>` route, which would run an event at once, past every limit. The public
+        queue holds at most `public_queue_size` waiting checks; more are refused (503)."""
+        settings = self.instance.settings
+        self.main.queue(default_concurrency_limit=default_concurrency_limit, api_open=False)
+        self.public.queue(default_concurrency_limit=default_concurrency_limit, api_open=False,
+                          max_size=settings.public_queue_size)
         return self
 
     def launch(self, *, server_name: str = "127.0.0.1", server_port: int = 7860, prevent_thread_lock: bool = False,

@@ -16,7 +16,7 @@ and which witnesses know it, or says that none does. Nothing is stored.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -120,11 +120,15 @@ def _read_c2pa(instance: Instance, data: bytes, mime: str, notes: list[str]) -> 
         return None
 
 
-def verify_image(*, instance: Instance, data: bytes) -> VerifyReport:
+def verify_image(*, instance: Instance, data: bytes, max_pixels: int | None = None) -> VerifyReport:
     """Ask the three witnesses about `data` (PNG, JPEG or WebP bytes). Raises ValidationFailed only if
-    the file is not an image we can decode."""
+    the file is not an image we can decode (or is over `max_pixels`, when given: the public page's
+    lower limit, checked before decoding)."""
+    limits = decode_limits(instance.settings)
+    if max_pixels is not None:
+        limits = replace(limits, max_pixels=min(limits.max_pixels, max_pixels))
     try:
-        image = decode_image(data, decode_limits(instance.settings))
+        image = decode_image(data, limits)
     except DecodeError as exc:
         raise ValidationFailed(f"{exc.code}: {exc.detail}") from None
     notes: list[str] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from gradio_client import Client, handle_file
 from sqlalchemy import select
 
@@ -48,7 +49,10 @@ def _cards_by_file(markdown: str) -> dict[str, str]:
     return cards
 
 
-def test_hostile_corpus_through_the_app(instance: Instance, tmp_path: Path) -> None:
+def test_hostile_corpus_through_the_app(instance: Instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every file from this one client: above the public page's per-address limit (tested on its own in
+    # tests/security/test_public_limits.py).
+    monkeypatch.setenv("MIMICSAFE_PUBLIC_CHECKS_PER_MINUTE", "10000")
     make_people(instance, {"alice": "artist"})
     cases = _write_corpus(tmp_path / "corpus")
     normal = tmp_path / "normal.png"

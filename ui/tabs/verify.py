@@ -9,6 +9,7 @@ from mimicsafe.provenance.verify import VerifyReport, verify_image
 from ui.files import IMAGE_TYPES, required_uploads
 from ui.guard import refusals
 from ui.markup import plain
+from ui.throttle import Throttle, Workload
 from ui.words import WITNESSES
 
 EXPLAIN = """
@@ -51,7 +52,9 @@ def report_card(report: VerifyReport) -> str:
                         *(["**Notes**\n" + "\n".join(notes)] if notes else [])])
 
 
-def build(instance: Instance) -> None:
+def build(instance: Instance, *, checks: Throttle, work: Workload) -> None:
+    """The check is anonymous work: at most `checks` per client address, `work`'s limit at once
+    (whatever route calls it), and images up to `public_max_pixels`, refused before decoding."""
     with gr.Tab("Check an image", id="verify"):
         gr.Markdown(EXPLAIN)
         with gr.Row(equal_height=False):
@@ -62,9 +65,15 @@ def build(instance: Instance) -> None:
             card = gr.Markdown(elem_id="verify-card", min_height=120)
 
     @refusals
-    def check_image(path: str | None) -> str:
+    def check_image(path: str | None, request: gr.Request) -> str:
+        client = getattr(request, "client", None)
+        checks.require(getattr(client, "host", None) or "unknown",
+                       "Too many checks from your address; try again in a minute.")
         files = required_uploads(path, max_bytes=instance.settings.max_upload_bytes,
                                  missing="Choose an image to check.")
-        return report_card(verify_image(instance=instance, data=files[0].data))
+        with work.slot():
+            report = verify_image(instance=instance, data=files[0].data,
+                                  max_pixels=instance.settings.public_max_pixels)
+        return report_card(report)
 
-    check.click(check_image, [image], [card], api_name="verify", concurrency_limit=2)
+    check.click(check_image, [image], [card], api_name="verify", concurrency_limit=work.limit)
