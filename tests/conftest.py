@@ -35,10 +35,12 @@ SERVER_BACKEND_PATHS = (
     "tests/test_audit.py",
     "tests/test_jobs.py",
     "tests/reliability/",
+    "tests/security/test_logins.py",  # failed-login counts in Redis, sessions in PostgreSQL
     _WORKFLOW + "test_optout_hash_list_import",
     _WORKFLOW + "test_duplicate_and_low_detail",
     _WORKFLOW + "test_every_verdict_is_stored_once_with_its_audit_entry",
     _WORKFLOW + "test_review_queue_decisions",
+    _WORKFLOW + "test_the_same_rejected_file_sent_six_times_is_one_review_item",
     _WORKFLOW + "test_verify_refuses_a_work_already_protected_for_someone_else",
     _WORKFLOW + "test_registry_follows_changes_made_by_another_process",
 )

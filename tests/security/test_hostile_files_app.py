@@ -23,6 +23,7 @@ from tests.ownership import hostile
 from tests.reliability.app_server import AppServer
 from tests.reliability.helpers import PASSWORD, make_people, work
 from tests.security import hostile_more
+from ui.markup import plain
 
 # Above what the server holds once it has answered ordinary requests. Every file here is refused by a
 # limit checked before decoding, so a real bound is far below this; an unbounded one is far above.
@@ -91,7 +92,7 @@ def test_hostile_corpus_through_the_app(instance: Instance, tmp_path: Path, monk
         assert "Traceback" not in answer
         cards = _cards_by_file(answer)
         for name in cases:
-            card = cards.get(f"{name}.png", "")
+            card = cards.get(plain(f"{name}.png"), "")  # the card writes the name as Markdown text
             assert " — REJECTED" in card and "\n- " in card, (name, card)
         assert server.alive(), server.log()
 

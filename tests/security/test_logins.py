@@ -152,7 +152,8 @@ def test_wrong_passwords_are_refused_with_one_message(instance: Instance, grace:
 
 
 def test_failed_login_counts_go_where_every_server_sees_them(settings) -> None:
-    assert settings.login_limit_url == "memory://"  # the embedded default: one server process
+    embedded = settings.model_copy(update={"queue_url": None, "login_limit_storage": None})
+    assert embedded.login_limit_url == "memory://"  # the embedded default: one server process
     redis = settings.model_copy(update={"queue_url": "redis://queue.internal:6379/0"})
     assert redis.login_limit_url == "redis://queue.internal:6379/0"
     chosen = settings.model_copy(update={"login_limit_storage": "redis://limits:6379/1"})

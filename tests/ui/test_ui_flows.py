@@ -82,6 +82,15 @@ def test_a_rejected_upload_goes_to_review_and_the_admin_decides(world) -> None:
     _, _, detail = bob.predict(upload_id, api_name="/artist_upload_show")
     assert "rejection kept" in detail and "alice" not in detail  # the decision, not the admin's note
 
+    cards, *_ = bob.predict([handle_file(str(copy))], [], api_name="/artist_uploads_submit")  # the same file again
+    assert "kept the rejection" in cards
+    again = int(cards.split("(upload #")[1].split(")")[0])
+    _, _, detail = bob.predict(again, api_name="/artist_upload_show")
+    assert "rejection kept" in detail  # a copy reads its item's decision
+    listed, _, _ = root.predict("all", "any reason", "oldest first", api_name="/admin_review_list")
+    assert again not in [r[0] for r in listed["data"]]
+    assert next(r for r in listed["data"] if r[0] == upload_id)[7] == 2  # one item, sent twice
+
     entries = root.predict("review.uphold", "root", 10, api_name="/admin_audit_list")
     assert any(str(upload_id) in row[5] and "alice's published work" in row[5] for row in entries["data"])
     assert "intact" in root.predict(api_name="/admin_audit_verify")

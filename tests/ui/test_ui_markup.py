@@ -24,12 +24,15 @@ from mimicsafe.db.models import PortfolioItem, TrainingJob
 from mimicsafe.errors import ValidationFailed
 from mimicsafe.imaging import NamedFile
 from mimicsafe.portfolio import MAX_EVIDENCE_URL, check_evidence_url
+from mimicsafe.provenance.verify import VerifyReport
+from mimicsafe.provenance.watermark import Detection
 from mimicsafe.training.service import JobView
 from ownership.signatures import generate_keypair, sign_manifest
 from tests.gate_helpers import artwork, png_bytes, xmp_packet
 from ui.markup import html_text, plain
 from ui.tabs.training import progress_html
 from ui.tabs.uploads import verdict_card
+from ui.tabs.verify import report_card
 
 PASSWORD = "mara-password-12"
 FAKE_LINE = "Artist so far: 99 verified works"
@@ -189,3 +192,11 @@ def test_escaping_is_for_display_only(world, hostile: dict) -> None:
     with world.instance.reading() as session:
         item = session.get(PortfolioItem, hostile["verified"])
         assert item is not None and item.evidence_url == TRICKY_LINK and item.file_name == hostile["name"]
+
+
+def test_the_public_check_shows_what_a_file_says_as_text() -> None:
+    """verify's notes quote what an uploaded file's C2PA manifest says about itself."""
+    nothing = Detection(payload=None, bit_accuracy=0.0, confidence=0.0, transform=HOSTILE_ARTIST)
+    report = VerifyReport(generation=None, methods=(), c2pa=None, watermark=nothing, fingerprint_matches=(),
+                          notes=(f"a MimicSafe-style C2PA manifest is present but not trusted here ({HOSTILE})",))
+    inert(report_card(report), shown=HOSTILE.replace("\n", " "))

@@ -123,7 +123,7 @@ def build(instance: Instance) -> Panel:
                 if match_image is None and seen.picture_sha256 is not None:
                     match_image = stored_thumbnail(instance.blobs, seen.picture_sha256, settings)
             decisions = [f"- {when(d.created_at)}: {'accepted' if d.action == 'approve' else 'rejection kept'}"
-                         for d, _admin in queries.decisions_for(session, upload.id)]
+                         for d, _admin in queries.decisions_for(session, upload.repeat_of_id or upload.id)]
             sha256 = upload.sha256
         if captions:
             lines += ["\n**Matches**", *sorted(set(captions))]
