@@ -17,10 +17,13 @@ scans every registered work per query:
   flat-quantised IVF was measured too slow to build and too poor in recall at this scale.
   Measured by `python -m benchmarks.gate_check_speed` and `python -m benchmarks.gate_evasion`.
 
-Memory per registered work: about 40 KB of descriptors (in the FAISS lists with their ids, and in
-row order for verification), 4 KB of keypoint positions and a 6-28 KB PNG thumbnail (18 KB on
-average for the synthetic illustrations): 6-7 GB for 100k works (measured by gate_check_speed).
-A stored fingerprint blob is 70 KB on average.
+Where it lives: in memory (works added one by one, or loaded from the database's blobs), or over a
+build written once and opened memory-mapped (`ownership.index_store`), with the works added since in
+memory beside it. A build holds per work 20 KB of inverted lists (500 descriptors × 32 bytes + an
+8-byte id), which every look-up scans a few per cent of; and, read only for the few shortlisted
+candidates, 16 KB of descriptors in row order, 4 KB of keypoint positions and the 256-px PNG
+thumbnail; PDQ needs 105 bytes per hash plus 285 MB of bucket offsets. A process holds privately
+three bytes per build work (removal masks). docs/gate.md ("The persistent build") has the table.
 """
 
 from __future__ import annotations
