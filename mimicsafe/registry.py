@@ -91,7 +91,7 @@ def index_thresholds(settings: Settings) -> dict[str, Any]:
             "min_area": s.robust_min_area, "vote_descriptors": s.robust_vote_descriptors}
 
 
-class _ReadWriteLock:
+class ReadWriteLock:
     """Many readers or one writer. Look-ups read the index together; applying changes writes. A waiting
     writer holds back new readers, so a steady stream of look-ups cannot starve it."""
 
@@ -142,7 +142,7 @@ class Registry:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._lock = _ReadWriteLock()
+        self._lock = ReadWriteLock()
         self._index: MatchIndex | None = None
         self._seen: tuple[int, str] = (0, GENESIS_HASH)  # the last audit entry applied: (seq, entry_hash)
         self._build: str | None = None  # the build the index was opened from (its directory name)
