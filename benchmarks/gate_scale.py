@@ -75,8 +75,13 @@ def _distractor(rng: np.random.Generator, pool: np.ndarray) -> bytes:
     small = rng.integers(0, 256, (12 + int(rng.integers(0, 12)), 16 + int(rng.integers(0, 12))), np.uint8)
     # flat areas of a few grey levels with edges, as illustrations have (PNG of 6-28 KB, not noise)
     gray = (cv2.resize(small, (320, 240), interpolation=cv2.INTER_CUBIC) // 40 * 40).astype(np.uint8)
-    cv2.line(gray, tuple(int(v) for v in rng.integers(0, 240, 2)), tuple(int(v) for v in rng.integers(0, 240, 2)),
-             int(rng.integers(0, 256)), 3)
+    cv2.line(
+        gray,
+        tuple(int(v) for v in rng.integers(0, 240, 2)),
+        tuple(int(v) for v in rng.integers(0, 240, 2)),
+        int(rng.integers(0, 256)),
+        3,
+    )
     robust = LocalFeatures(width=512, height=384, view=keypoints(500), mirror=keypoints(500), gray=gray)
     hashes = tuple(rng.integers(0, 256, 32, np.uint8).tobytes() for _ in range(8))
     return Fingerprint(pdq=hashes[0], pdq_quality=80, pdq_dihedral=hashes, robust=robust, low_detail=False).to_bytes()
@@ -113,8 +118,9 @@ def populate(home: Path, size: int, planted: list[bytes], seed: int = 0) -> floa
             user = users[f"artist{k // PLANTED_PER_ARTIST}"]
         else:
             blob, user = _distractor(rng, pool), users["crowd"]
-        batch.append({"user_id": user, "sha256": f"{i:064x}", "file_name": f"{i}.png", "status": "verified",
-                      "fingerprint": blob})
+        batch.append(
+            {"user_id": user, "sha256": f"{i:064x}", "file_name": f"{i}.png", "status": "verified", "fingerprint": blob}
+        )
         if len(batch) == 1000 or i == size - 1:
             with instance.transaction() as s:
                 s.execute(insert(PortfolioItem), batch)
@@ -168,13 +174,25 @@ def child(home: str, queries_path: str, mode: str, out: str, barrier: str, peers
         time.sleep(0.2)
     mem = _smaps()
     time.sleep(1.0)  # the peer reads its own figures while this one still maps the build
-    Path(out).write_text(json.dumps({
-        "first_verdict_s": first_at - started, "open_and_first_s": first_at - t0, "cpu_first_s": cpu_first,
-        "first_matches": len(first), "median_ms": 1000 * float(np.median(times)),
-        "p90_ms": 1000 * float(np.percentile(times, 90)),
-        "cold_median_ms": 1000 * float(np.median(cold)), "recall": hits / len(fps), "opened_from":
-        instance.registry.opened_from, "rss": mem["Rss"], "pss": mem["Pss"],
-        "uss": mem["Private_Clean"] + mem["Private_Dirty"], "anon": mem.get("Anonymous", 0)}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "first_verdict_s": first_at - started,
+                "open_and_first_s": first_at - t0,
+                "cpu_first_s": cpu_first,
+                "first_matches": len(first),
+                "median_ms": 1000 * float(np.median(times)),
+                "p90_ms": 1000 * float(np.percentile(times, 90)),
+                "cold_median_ms": 1000 * float(np.median(cold)),
+                "recall": hits / len(fps),
+                "opened_from": instance.registry.opened_from,
+                "rss": mem["Rss"],
+                "pss": mem["Pss"],
+                "uss": mem["Private_Clean"] + mem["Private_Dirty"],
+                "anon": mem.get("Anonymous", 0),
+            }
+        )
+    )
 
 
 def _run_children(home: Path, queries: Path, mode: str, n: int, work: Path) -> list[dict[str, Any]]:
@@ -182,8 +200,22 @@ def _run_children(home: Path, queries: Path, mode: str, n: int, work: Path) -> l
     outs = [work / f"{mode}-{i}-{time.time_ns()}.json" for i in range(n)]
     procs = []
     for i, o in enumerate(outs):  # one after the other: each measured alone, all mapping the build at the end
-        procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks.gate_scale", "--child", str(home),
-                                       str(queries), mode, str(o), str(barrier), str(n)]))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.gate_scale",
+                    "--child",
+                    str(home),
+                    str(queries),
+                    mode,
+                    str(o),
+                    str(barrier),
+                    str(n),
+                ]
+            )
+        )
         while len(list(work.glob(barrier.name + ".*"))) <= i and procs[-1].poll() is None:
             time.sleep(0.2)
     for p in procs:
@@ -215,8 +247,11 @@ def main() -> None:
     empty = work / "empty"
     populate(empty, 0, planted)
     base = _run_children(empty, qpath, "tables", 1, work)[0]
-    print(f"empty instance: RSS {base['rss'] / 1e6:.0f} MB, PSS {base['pss'] / 1e6:.0f} MB, "
-          f"USS {base['uss'] / 1e6:.0f} MB", flush=True)
+    print(
+        f"empty instance: RSS {base['rss'] / 1e6:.0f} MB, PSS {base['pss'] / 1e6:.0f} MB, "
+        f"USS {base['uss'] / 1e6:.0f} MB",
+        flush=True,
+    )
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         home = work / f"home-{size}"
@@ -227,8 +262,14 @@ def main() -> None:
         info = build_index(instance)
         instance.close()
         served = _run_children(home, qpath, "build", 2, work)
-        row: dict[str, Any] = {"size": size, "fill_s": fill, "db_bytes": db, "build_s": info.seconds,
-                               "build_bytes": info.bytes, "build": served}
+        row: dict[str, Any] = {
+            "size": size,
+            "fill_s": fill,
+            "db_bytes": db,
+            "build_s": info.seconds,
+            "build_bytes": info.bytes,
+            "build": served,
+        }
         if size <= args.tables_up_to:
             row["tables"] = _run_children(home, qpath, "tables", 1, work)[0]
         rows.append(row)
@@ -242,40 +283,52 @@ def _per_work(value: float, base: float, size: int) -> float:
 
 
 def _report(rows: list[dict[str, Any]], base: dict[str, Any]) -> None:
-    print("\nper serving process, after the look-ups; memory per registered work net of an empty instance "
-          f"(RSS {base['rss'] / 1e6:.0f} MB)")
-    print("| works | path | RSS KB/work | PSS KB/work | USS KB/work | first verdict s (CPU) | median ms | p90 ms "
-          "| recall | build s | build MB |")
+    print(
+        "\nper serving process, after the look-ups; memory per registered work net of an empty instance "
+        f"(RSS {base['rss'] / 1e6:.0f} MB)"
+    )
+    print(
+        "| works | path | RSS KB/work | PSS KB/work | USS KB/work | first verdict s (CPU) | median ms | p90 ms "
+        "| recall | build s | build MB |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         n = r["size"]
         paths = [("build (2 processes)", p) for p in r["build"]]
         paths += [("tables (old)", r["tables"])] if "tables" in r else []
         for name, p in paths:
-            print(f"| {n:,} | {name} | {_per_work(p['rss'], base['rss'], n):.1f} "
-                  f"| {_per_work(p['pss'], base['pss'], n):.1f} | {_per_work(p['uss'], base['uss'], n):.1f} "
-                  f"| {p['first_verdict_s']:.1f} ({p['cpu_first_s']:.1f}) "
-                  f"| {p['median_ms']:.0f} | {p['p90_ms']:.0f} | {p['recall']:.2f} "
-                  f"| {r['build_s']:.0f} | {r['build_bytes'] / 1e6:.0f} |")
+            print(
+                f"| {n:,} | {name} | {_per_work(p['rss'], base['rss'], n):.1f} "
+                f"| {_per_work(p['pss'], base['pss'], n):.1f} | {_per_work(p['uss'], base['uss'], n):.1f} "
+                f"| {p['first_verdict_s']:.1f} ({p['cpu_first_s']:.1f}) "
+                f"| {p['median_ms']:.0f} | {p['p90_ms']:.0f} | {p['recall']:.2f} "
+                f"| {r['build_s']:.0f} | {r['build_bytes'] / 1e6:.0f} |"
+            )
         if "tables" in r:
             b, t = r["build"][0], r["tables"]
-            print(f"| {n:,} | ratio old/build | {_ratio(t['rss'] - base['rss'], b['rss'] - base['rss'])} "
-                  f"| {_ratio(t['pss'] - base['pss'], b['pss'] - base['pss'])} "
-                  f"| {_ratio(t['uss'] - base['uss'], b['uss'] - base['uss'])} "
-                  f"| {_ratio(t['first_verdict_s'], b['first_verdict_s'])} | {_ratio(t['median_ms'], b['median_ms'])} "
-                  f"| {_ratio(t['p90_ms'], b['p90_ms'])} | | | |")
+            print(
+                f"| {n:,} | ratio old/build | {_ratio(t['rss'] - base['rss'], b['rss'] - base['rss'])} "
+                f"| {_ratio(t['pss'] - base['pss'], b['pss'] - base['pss'])} "
+                f"| {_ratio(t['uss'] - base['uss'], b['uss'] - base['uss'])} "
+                f"| {_ratio(t['first_verdict_s'], b['first_verdict_s'])} | {_ratio(t['median_ms'], b['median_ms'])} "
+                f"| {_ratio(t['p90_ms'], b['p90_ms'])} | | | |"
+            )
     if len(rows) >= 2:
         sizes = np.array([r["size"] for r in rows], float)
         print("\nlinear fit over the sizes measured (value = a + b × works), build path:")
         for key in ("rss", "pss", "uss"):
             values = np.array([np.mean([p[key] for p in r["build"]]) for r in rows])
             b, a = np.polyfit(sizes, values, 1)
-            print(f"  {key.upper()}: {b / 1024:.2f} KB/work + {a / 1e6:.0f} MB → 1M: {(a + b * 1e6) / 1e9:.1f} GB, "
-                  f"10M: {(a + b * 1e7) / 1e9:.1f} GB")
+            print(
+                f"  {key.upper()}: {b / 1024:.2f} KB/work + {a / 1e6:.0f} MB → 1M: {(a + b * 1e6) / 1e9:.1f} GB, "
+                f"10M: {(a + b * 1e7) / 1e9:.1f} GB"
+            )
         first = np.array([np.mean([p["first_verdict_s"] for p in r["build"]]) for r in rows])
         b, a = np.polyfit(sizes, first, 1)
-        print(f"  first verdict: {a:.1f} s + {b * 1e6:.1f} s per 1M works → 1M: {a + b * 1e6:.1f} s, "
-              f"10M: {a + b * 1e7:.1f} s")
+        print(
+            f"  first verdict: {a:.1f} s + {b * 1e6:.1f} s per 1M works → 1M: {a + b * 1e6:.1f} s, "
+            f"10M: {a + b * 1e7:.1f} s"
+        )
         build = np.array([r["build_s"] for r in rows])
         b, a = np.polyfit(sizes, build, 1)
         print(f"  build: {b * 1e6 / 60:.0f} min per 1M works → 10M: {(a + b * 1e7) / 3600:.1f} h")

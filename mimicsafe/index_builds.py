@@ -106,8 +106,15 @@ class BuildInfo:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"build": self.name, "path": str(self.path), "position": self.position, "works": self.works,
-                "descriptors": self.descriptors, "bytes": self.bytes, "seconds": round(self.seconds, 2)}
+        return {
+            "build": self.name,
+            "path": str(self.path),
+            "position": self.position,
+            "works": self.works,
+            "descriptors": self.descriptors,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 @contextmanager
@@ -149,10 +156,16 @@ def build_index(instance: Instance, *, writer: Callable[..., BuildWriter] = Buil
             raise
         _sweep(builds, keep=final.name)
     size = sum(p.stat().st_size for p in final.iterdir())
-    log.info("index build %s: %d works as of audit entry %d, %.1f s", final.name, meta["works"], seq,
-             time.monotonic() - started)
-    return BuildInfo(final.name, final, seq, int(meta["works"]), int(meta["descriptors"]), size,
-                     time.monotonic() - started)
+    log.info(
+        "index build %s: %d works as of audit entry %d, %.1f s",
+        final.name,
+        meta["works"],
+        seq,
+        time.monotonic() - started,
+    )
+    return BuildInfo(
+        final.name, final, seq, int(meta["works"]), int(meta["descriptors"]), size, time.monotonic() - started
+    )
 
 
 def _sweep(builds: Path, *, keep: str | None) -> None:
@@ -177,8 +190,14 @@ def changes_since_build(settings: Settings, session: Session) -> int:
             position = int(read_meta(path)["position"]["seq"])
         except BuildError:
             position = 0
-    return session.scalar(select(func.count()).select_from(AuditEntry)
-                          .where(AuditEntry.seq > position, AuditEntry.action.in_(REGISTRY_ACTIONS))) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.seq > position, AuditEntry.action.in_(REGISTRY_ACTIONS))
+        )
+        or 0
+    )
 
 
 def build_age_s(settings: Settings) -> float | None:

@@ -36,8 +36,14 @@ def merge(answers: Iterable[list[Match]]) -> list[Match]:
     return sorted(found, key=lambda m: (METHOD_ORDER[m.method], m.score if m.method != "local_features" else -m.score))
 
 
-def write_shards(rows: Iterable[tuple[str, str, Any]], directory: Path, shards: int, *, pdq_threshold: int = 31,
-                 min_pdq_quality: int = 50) -> list[Path]:
+def write_shards(
+    rows: Iterable[tuple[str, str, Any]],
+    directory: Path,
+    shards: int,
+    *,
+    pdq_threshold: int = 31,
+    min_pdq_quality: int = 50,
+) -> list[Path]:
     """Write one build per shard under `directory/shard-<i>` from (key, owner, fingerprint or
     (sha256, pdq)) rows, each row to the shard of its key. Returns the builds' directories."""
     paths = [directory / f"shard-{i:04d}" for i in range(shards)]
@@ -84,14 +90,22 @@ class ShardedIndex:
     cluster in tests, `ray.init(address="auto")` on a cluster). `max_concurrency` look-ups run at once
     in each actor (look-ups only read; a change waits for Ray to deliver it in order per caller)."""
 
-    def __init__(self, builds: list[Path], *, thresholds: dict[str, Any] | None = None, cpus_per_shard: float = 1,
-                 max_concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        builds: list[Path],
+        *,
+        thresholds: dict[str, Any] | None = None,
+        cpus_per_shard: float = 1,
+        max_concurrency: int = 4,
+    ) -> None:
         import ray  # optional: `pip install 'mimicsafe[cluster]'`
 
         self._ray = ray
         actor: Any = ray.remote(_Shard)
-        self._shards = [actor.options(num_cpus=cpus_per_shard, max_concurrency=max_concurrency)
-                        .remote(str(b), thresholds or {}) for b in builds]
+        self._shards = [
+            actor.options(num_cpus=cpus_per_shard, max_concurrency=max_concurrency).remote(str(b), thresholds or {})
+            for b in builds
+        ]
 
     def __len__(self) -> int:
         return sum(self._ray.get([s.size.remote() for s in self._shards]))
@@ -101,8 +115,9 @@ class ShardedIndex:
         return merge(self._ray.get([s.search.remote(fingerprint, sha256) for s in self._shards]))
 
     def add(self, *, item_sha256: str, owner: str, fingerprint: Fingerprint) -> None:
-        self._ray.get(self._shards[shard_of(item_sha256, len(self._shards))].add.remote(item_sha256, owner,
-                                                                                          fingerprint))
+        self._ray.get(
+            self._shards[shard_of(item_sha256, len(self._shards))].add.remote(item_sha256, owner, fingerprint)
+        )
 
     def remove(self, item_sha256: str) -> None:
         self._ray.get(self._shards[shard_of(item_sha256, len(self._shards))].remove.remote(item_sha256))

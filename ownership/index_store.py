@@ -100,8 +100,14 @@ class BuildWriter:
     def add(self, *, item_sha256: str, owner: str, fingerprint: Fingerprint) -> None:
         """As `MatchIndex.add`."""
         pdq = fingerprint.pdq if fingerprint.pdq_quality >= self.min_pdq_quality else None
-        self._insert(item_sha256, owner, sha256=item_sha256 if _is_sha256(item_sha256) else None, pdq=pdq,
-                     robust=_Robust.of(fingerprint), descriptors=fingerprint.robust.view.descriptors)
+        self._insert(
+            item_sha256,
+            owner,
+            sha256=item_sha256 if _is_sha256(item_sha256) else None,
+            pdq=pdq,
+            robust=_Robust.of(fingerprint),
+            descriptors=fingerprint.robust.view.descriptors,
+        )
 
     def add_hashes(self, *, item_sha256: str, owner: str, sha256: str | None, pdq: bytes | None) -> None:
         """As `MatchIndex.add_hashes`."""
@@ -111,8 +117,16 @@ class BuildWriter:
             raise ValueError(f"pdq must be 32 bytes, got {len(pdq)}")
         self._insert(item_sha256, owner, sha256=sha256, pdq=pdq, robust=None, descriptors=np.zeros((0, 32), np.uint8))
 
-    def _insert(self, key: str, owner: str, *, sha256: str | None, pdq: bytes | None, robust: _Robust | None,
-                descriptors: np.ndarray) -> None:
+    def _insert(
+        self,
+        key: str,
+        owner: str,
+        *,
+        sha256: str | None,
+        pdq: bytes | None,
+        robust: _Robust | None,
+        descriptors: np.ndarray,
+    ) -> None:
         slot = len(self._keys)
         old = self._slot_of_key.get(key)
         if old is not None:
@@ -162,9 +176,14 @@ class BuildWriter:
         slots = len(self._keys)
         alive = np.frombuffer(bytes(self._alive), np.uint8).astype(bool)
         self._save("slot_alive", alive)
-        for name, values in (("slot_owner", self._owner_of), ("slot_width", self._width),
-                             ("slot_height", self._height), ("slot_count", self._count),
-                             ("slot_thumb_size", self._thumb_size), ("slot_pdq_row", self._slot_pdq_row)):
+        for name, values in (
+            ("slot_owner", self._owner_of),
+            ("slot_width", self._width),
+            ("slot_height", self._height),
+            ("slot_count", self._count),
+            ("slot_thumb_size", self._thumb_size),
+            ("slot_pdq_row", self._slot_pdq_row),
+        ):
             self._save(name, np.frombuffer(values, np.int32) if len(values) else np.zeros(0, np.int32))
         for name, values in (("slot_first", self._first), ("slot_thumb_offset", self._thumb_offset)):
             self._save(name, np.frombuffer(values, np.int64) if len(values) else np.zeros(0, np.int64))
@@ -187,9 +206,18 @@ class BuildWriter:
         small = self._rows < self._tree_from
         if not small:
             self._write_lists()
-        meta = {"format": FORMAT, "position": position, "pdq_threshold": self.pdq_threshold,
-                "min_pdq_quality": self.min_pdq_quality, "slots": slots, "works": int(alive.sum()),
-                "descriptors": self._rows, "pdq_rows": pdq, "thumb_bytes": self._thumb_bytes, "small": small}
+        meta = {
+            "format": FORMAT,
+            "position": position,
+            "pdq_threshold": self.pdq_threshold,
+            "min_pdq_quality": self.min_pdq_quality,
+            "slots": slots,
+            "works": int(alive.sum()),
+            "descriptors": self._rows,
+            "pdq_rows": pdq,
+            "thumb_bytes": self._thumb_bytes,
+            "small": small,
+        }
         with open(d / META, "w") as text:
             json.dump(meta, text, indent=1)
             text.flush()
@@ -231,7 +259,7 @@ class BuildWriter:
         np.savez(d / "tree.npz", branching=np.array(tree.branching), **levels)
         leaves = np.empty(self._rows, np.int32)
         for lo, part in bucket(tree, codes):
-            leaves[lo: lo + len(part)] = part
+            leaves[lo : lo + len(part)] = part
         counts = np.frombuffer(self._count, np.int32)
         row_slot = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         sizes = np.bincount(leaves, minlength=tree.leaves).astype(np.int64)
@@ -242,7 +270,7 @@ class BuildWriter:
         empty.ntotal = self._rows
         header = faiss.serialize_index_binary(empty).tobytes()
         tail = 4 + 8 + 8 + 4 + 8  # "ilar", nlist, code_size, "sprs", an empty vector
-        if header[-tail:-tail + 4] != b"ilar":
+        if header[-tail : -tail + 4] != b"ilar":
             raise RuntimeError("unexpected FAISS serialisation of an empty IndexBinaryIVF")
         with open(d / "lists.faissb", "wb") as f:
             f.write(header[:-tail])
@@ -251,7 +279,7 @@ class BuildWriter:
             start = 0
             for size in sizes.tolist():
                 if size:
-                    rows = order[start: start + size]
+                    rows = order[start : start + size]
                     f.write(np.ascontiguousarray(codes[rows]).tobytes())
                     f.write(row_slot[rows].astype("<i8").tobytes())
                     start += size
@@ -277,17 +305,19 @@ def read_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
-def open_build(directory: Path, *, pdq_threshold: int = 31, min_pdq_quality: int = 50,
-               **robust_thresholds: Any) -> MatchIndex:
+def open_build(
+    directory: Path, *, pdq_threshold: int = 31, min_pdq_quality: int = 50, **robust_thresholds: Any
+) -> MatchIndex:
     """A `MatchIndex` over the build in `directory`, its files mapped read-only. The thresholds are
     `MatchIndex`'s; the PDQ ones must be those the build was written with (they shape its tables)."""
     meta = read_meta(directory)
     if (meta["pdq_threshold"], meta["min_pdq_quality"]) != (pdq_threshold, min_pdq_quality):
-        raise BuildError(f"index build {directory} was written for pdq_threshold {meta['pdq_threshold']} and "
-                         f"pdq_min_quality {meta['min_pdq_quality']}; rebuild it for the current settings")
+        raise BuildError(
+            f"index build {directory} was written for pdq_threshold {meta['pdq_threshold']} and "
+            f"pdq_min_quality {meta['min_pdq_quality']}; rebuild it for the current settings"
+        )
     try:
-        return _open(directory, meta, pdq_threshold=pdq_threshold, min_pdq_quality=min_pdq_quality,
-                     **robust_thresholds)
+        return _open(directory, meta, pdq_threshold=pdq_threshold, min_pdq_quality=min_pdq_quality, **robust_thresholds)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise BuildError(f"index build {directory} is unreadable: {exc}") from None
 
@@ -315,21 +345,50 @@ def _open(directory: Path, meta: dict[str, Any], **thresholds: Any) -> MatchInde
     tree = VocabularyTree(levels, int(npz["branching"]))
     lists = faiss.read_index_binary(str(directory / "lists.faissb"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
     alive = load("slot_alive")
-    votes = VoteBase(index=lists, tree=tree, leaf_sizes=np.array(load("leaf_sizes")), codes=codes,
-                     first=load("slot_first"), count=load("slot_count"), alive=alive)
-    base = IndexBase(keys=load("keys"), sorted_keys=load("sorted_keys"), sorted_key_slots=load("sorted_key_slots"),
-                     sorted_shas=load("sorted_shas"), sorted_sha_slots=load("sorted_sha_slots"), owners=owners,
-                     owner_of=load("slot_owner"), alive=alive, has_robust=load("slot_has_robust"),
-                     sha_kind=load("slot_sha_kind"), width=load("slot_width"), height=load("slot_height"),
-                     points=points, thumb_offset=load("slot_thumb_offset"), thumb_size=load("slot_thumb_size"),
-                     thumbs=thumbs, pdq=PdqMultiIndex.mapped(thresholds["pdq_threshold"], words, load("pdq_alive"),
-                                                             *tables),
-                     pdq_slot=load("pdq_slot"), slot_pdq_row=load("slot_pdq_row"), votes=votes)
+    votes = VoteBase(
+        index=lists,
+        tree=tree,
+        leaf_sizes=np.array(load("leaf_sizes")),
+        codes=codes,
+        first=load("slot_first"),
+        count=load("slot_count"),
+        alive=alive,
+    )
+    base = IndexBase(
+        keys=load("keys"),
+        sorted_keys=load("sorted_keys"),
+        sorted_key_slots=load("sorted_key_slots"),
+        sorted_shas=load("sorted_shas"),
+        sorted_sha_slots=load("sorted_sha_slots"),
+        owners=owners,
+        owner_of=load("slot_owner"),
+        alive=alive,
+        has_robust=load("slot_has_robust"),
+        sha_kind=load("slot_sha_kind"),
+        width=load("slot_width"),
+        height=load("slot_height"),
+        points=points,
+        thumb_offset=load("slot_thumb_offset"),
+        thumb_size=load("slot_thumb_size"),
+        thumbs=thumbs,
+        pdq=PdqMultiIndex.mapped(thresholds["pdq_threshold"], words, load("pdq_alive"), *tables),
+        pdq_slot=load("pdq_slot"),
+        slot_pdq_row=load("slot_pdq_row"),
+        votes=votes,
+    )
     return MatchIndex(base=base, **thresholds)
 
 
-def _load_small(directory: Path, load: Any, codes: np.ndarray, points: np.ndarray, thumbs: np.ndarray,
-                owners: list[str], words: np.ndarray, **thresholds: Any) -> MatchIndex:
+def _load_small(
+    directory: Path,
+    load: Any,
+    codes: np.ndarray,
+    points: np.ndarray,
+    thumbs: np.ndarray,
+    owners: list[str],
+    words: np.ndarray,
+    **thresholds: Any,
+) -> MatchIndex:
     """A build without a tree, into memory: the same slots in the same order, replacements included."""
     index = MatchIndex(**thresholds)
     keys, sha_kind, pdq_row = load("keys"), load("slot_sha_kind"), load("slot_pdq_row")
@@ -347,7 +406,15 @@ def _load_small(directory: Path, load: Any, codes: np.ndarray, points: np.ndarra
         lo, n = int(first[slot]), int(count[slot])
         if has_robust[slot]:
             o, s = int(offset[slot]), int(size[slot])
-            robust = _Robust(int(width[slot]), int(height[slot]), np.array(points[lo: lo + n]), bytes(thumbs[o: o + s]))
-        index._insert(key, owners[int(owner_of[slot])], sha256=sha, pdq=pdq, robust=robust,
-                      descriptors=np.array(codes[lo: lo + n]))
+            robust = _Robust(
+                int(width[slot]), int(height[slot]), np.array(points[lo : lo + n]), bytes(thumbs[o : o + s])
+            )
+        index._insert(
+            key,
+            owners[int(owner_of[slot])],
+            sha256=sha,
+            pdq=pdq,
+            robust=robust,
+            descriptors=np.array(codes[lo : lo + n]),
+        )
     return index

@@ -33,9 +33,15 @@ def _register(instance: Instance, name: str, works: list[np.ndarray], *, create:
     with instance.transaction() as s:
         if create:
             accounts.create_user(session=s, username=name, role="artist", password="a long password")
-        portfolio.add_items(session=s, blobs=instance.blobs, settings=instance.settings, username=name,
-                            files=[NamedFile(f"{name}-{i}.png", png_bytes(w)) for i, w in enumerate(works)],
-                            evidence_url="https://example.org/gallery", actor=name)
+        portfolio.add_items(
+            session=s,
+            blobs=instance.blobs,
+            settings=instance.settings,
+            username=name,
+            files=[NamedFile(f"{name}-{i}.png", png_bytes(w)) for i, w in enumerate(works)],
+            evidence_url="https://example.org/gallery",
+            actor=name,
+        )
     with instance.transaction() as s:
         verified, _ = portfolio.verify_items(session=s, registry=instance.registry, username=name, admin="root")
         assert len(verified) == len(works)
@@ -56,8 +62,12 @@ def _queries(works: dict[str, list[np.ndarray]]) -> list[np.ndarray]:
     out = []
     for a in ARTISTS:
         ws = works[f"artist{a}"]
-        out += [art.crop(ws[0], 0.2, "corner"), art.crop(ws[1], 0.35, "center"), ws[2][:, ::-1].copy(),
-                art.make_artwork(art.make_artist(a), 50)]
+        out += [
+            art.crop(ws[0], 0.2, "corner"),
+            art.crop(ws[1], 0.35, "center"),
+            ws[2][:, ::-1].copy(),
+            art.make_artwork(art.make_artist(a), 50),
+        ]
     return out
 
 
@@ -86,9 +96,15 @@ print(json.dumps({"verdicts": _verdicts(registry, instance, images), "opened_fro
 def _in_second_process(settings: Settings, images: list[np.ndarray], tmp_path: Path) -> dict[str, object]:
     path = tmp_path / "queries.npz"
     np.savez(path, *images)
-    done = subprocess.run([sys.executable, "-c", SECOND_PROCESS, str(path)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, check=False, timeout=600,
-                          env={**_env(), "MIMICSAFE_HOME": str(settings.home_dir), "PYTHONPATH": str(REPO_ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-c", SECOND_PROCESS, str(path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        env={**_env(), "MIMICSAFE_HOME": str(settings.home_dir), "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -101,7 +117,8 @@ def _env() -> dict[str, str]:
 
 
 def test_a_build_opened_by_another_process_gives_the_in_memory_verdicts(
-        instance: Instance, settings: Settings, registered: dict[str, list[np.ndarray]], tmp_path: Path) -> None:
+    instance: Instance, settings: Settings, registered: dict[str, list[np.ndarray]], tmp_path: Path
+) -> None:
     queries = _queries(registered)
     from_tables = Registry(settings)
     expected = _verdicts(from_tables, instance, queries)
@@ -114,10 +131,14 @@ def test_a_build_opened_by_another_process_gives_the_in_memory_verdicts(
     other = _in_second_process(settings, queries, tmp_path)
     assert other["opened_from"] == f"build {info.name}"
     assert other["verdicts"] == expected
+    # a process that loaded the tables moves to the build at its next look-up, with the same answers
+    assert _verdicts(from_tables, instance, queries[:2]) == expected[:2]
+    assert from_tables.opened_from == f"build {info.name}"
 
 
 def test_a_build_that_fails_halfway_leaves_the_previous_one_in_use(
-        instance: Instance, settings: Settings, registered: dict[str, list[np.ndarray]]) -> None:
+    instance: Instance, settings: Settings, registered: dict[str, list[np.ndarray]]
+) -> None:
     first = index_builds.build_index(instance)
     _register(instance, "late", [artwork(7, 0)])
 
@@ -138,8 +159,9 @@ def test_a_build_that_fails_halfway_leaves_the_previous_one_in_use(
     assert [m[0] for m in verdicts[0]] == ["late"]  # verified after the build: replayed from the log
 
 
-def test_entries_after_the_build_are_replayed(instance: Instance, settings: Settings,
-                                              registered: dict[str, list[np.ndarray]]) -> None:
+def test_entries_after_the_build_are_replayed(
+    instance: Instance, settings: Settings, registered: dict[str, list[np.ndarray]]
+) -> None:
     index_builds.build_index(instance)
     gone = registered["artist1"][3]
     with instance.transaction() as s:
@@ -149,8 +171,11 @@ def test_entries_after_the_build_are_replayed(instance: Instance, settings: Sett
     _register(instance, "newcomer", [artwork(8, 1)])
 
     fresh = Registry(settings)
-    gone_copy, new_copy, kept_copy = (art.crop(gone, 0.15, "corner"), jpeg_copy(artwork(8, 1)),
-                                      art.crop(registered["artist1"][4], 0.15, "corner"))
+    gone_copy, new_copy, kept_copy = (
+        art.crop(gone, 0.15, "corner"),
+        jpeg_copy(artwork(8, 1)),
+        art.crop(registered["artist1"][4], 0.15, "corner"),
+    )
     verdicts = _verdicts(fresh, instance, [gone_copy, new_copy, kept_copy])
     assert fresh.opened_from is not None and fresh.opened_from.startswith("build ")
     assert verdicts[0] == []
@@ -168,8 +193,9 @@ def jpeg_copy(image: np.ndarray) -> np.ndarray:
     return np.asarray(Image.open(BytesIO(jpeg_bytes(image, 70))).convert("RGB"))
 
 
-def test_the_worker_rebuilds_when_enough_changed(instance: Instance, settings: Settings,
-                                                 registered: dict[str, list[np.ndarray]]) -> None:
+def test_the_worker_rebuilds_when_enough_changed(
+    instance: Instance, settings: Settings, registered: dict[str, list[np.ndarray]]
+) -> None:
     due = settings.model_copy(update={"index_rebuild_changes": 2, "index_rebuild_minutes": 0})
     assert index_builds.keep_current(instance) is not None  # no build yet and works registered: due
     with instance.reading() as s:
@@ -183,8 +209,9 @@ def test_the_worker_rebuilds_when_enough_changed(instance: Instance, settings: S
         assert index_builds.rebuild_due(due, s)
 
 
-def test_index_build_from_the_command_line(instance: Instance, settings: Settings, tmp_path: Path,
-                                           registered: dict[str, list[np.ndarray]]) -> None:
+def test_index_build_from_the_command_line(
+    instance: Instance, settings: Settings, tmp_path: Path, registered: dict[str, list[np.ndarray]]
+) -> None:
     from ui.cli import app
 
     runner = CliRunner()
@@ -197,8 +224,12 @@ def test_index_build_from_the_command_line(instance: Instance, settings: Setting
     assert payload["works"] == len(ARTISTS) * WORKS
     assert index_builds.current_build_name(settings) == payload["build"]
     status = json.loads(runner.invoke(app, ["--home", home, "--json", "index", "status"]).output)
-    assert status == {"build": payload["build"], "changes_since": 0, "position": payload["position"],
-                      "works": len(ARTISTS) * WORKS}
+    assert status == {
+        "build": payload["build"],
+        "changes_since": 0,
+        "position": payload["position"],
+        "works": len(ARTISTS) * WORKS,
+    }
 
     stolen = tmp_path / "stolen.jpg"
     stolen.write_bytes(jpeg_bytes(art.crop(registered["artist2"][5], 0.15, "corner"), 80))

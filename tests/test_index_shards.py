@@ -31,8 +31,10 @@ def cluster() -> Iterator[None]:
 
 def test_two_shards_give_the_single_index_verdicts(cluster: None, tmp_path: Path) -> None:
     works = [(f"artist{a}", art.make_artwork(art.make_artist(a), k)) for a in (1, 2, 3) for k in range(8)]
-    rows = [(hashlib.sha256(w.tobytes()).hexdigest(), owner, Fingerprint.from_bytes(_fp(w).to_bytes()))
-            for owner, w in works]
+    rows = [
+        (hashlib.sha256(w.tobytes()).hexdigest(), owner, Fingerprint.from_bytes(_fp(w).to_bytes()))
+        for owner, w in works
+    ]
     assert {shard_of(key, 2) for key, _, _ in rows} == {0, 1}  # both shards hold works
     single = MatchIndex()
     for key, owner, fp in rows:
@@ -43,8 +45,13 @@ def test_two_shards_give_the_single_index_verdicts(cluster: None, tmp_path: Path
     queries = []
     for a in (1, 2, 3):
         ws = [w for owner, w in works if owner == f"artist{a}"]
-        queries += [(art.crop(ws[0], 0.2, "tl"), None), (ws[1][:, ::-1].copy(), None), (ws[2], rows[0][0]),
-                    (art.rotate(ws[3], 8, crop_inside=True), None), (art.make_artwork(art.make_artist(a), 60), None)]
+        queries += [
+            (art.crop(ws[0], 0.2, "tl"), None),
+            (ws[1][:, ::-1].copy(), None),
+            (ws[2], rows[0][0]),
+            (art.rotate(ws[3], 8, crop_inside=True), None),
+            (art.make_artwork(art.make_artist(a), 60), None),
+        ]
     caught = 0
     for image, sha in queries:
         fp = _fp(image)
