@@ -226,7 +226,7 @@ def _run_children(home: Path, queries: Path, mode: str, n: int, work: Path) -> l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10000,30000,100000")
+    parser.add_argument("--sizes", default="10000", help="comma-separated, e.g. 10000,30000,100000")
     parser.add_argument("--tables-up-to", type=int, default=10000, help="run the old in-memory path up to this size")
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one)")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)

@@ -1,6 +1,6 @@
 """Look-up latency with the index in 2 Ray shards against 1, on a local Ray cluster, side by side.
 
-    python -m benchmarks.gate_shards [--size 10000]
+    python -m benchmarks.gate_shards [--size 3000]
 
 The same works (planted real artworks among synthesised distractors, as `gate_scale` makes them) are
 written as one build and as 2 shard builds; one Ray actor holds the single build, two hold the shards
@@ -28,7 +28,7 @@ def main() -> None:
     from ownership.fingerprint import Fingerprint
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=10000)
+    parser.add_argument("--size", type=int, default=3000)
     args = parser.parse_args()
     _, planted, queries = _planted()
     pool = np.concatenate([_fingerprint_pool(b) for b in planted])
