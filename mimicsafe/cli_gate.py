@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from mimicsafe import index_builds
 from mimicsafe import keys as keys_service
 from mimicsafe import optout as optout_service
 from mimicsafe import portfolio as portfolio_service
@@ -15,16 +16,19 @@ from mimicsafe import uploads as upload_service
 from mimicsafe.cli import EXIT_BAD_INPUT, EXIT_REFUSED, app, emit, fail, state_of
 from mimicsafe.errors import ValidationFailed
 from mimicsafe.imaging import NamedFile
+from ownership.index_store import BuildError, read_meta
 from ownership.signatures import sign_manifest, write_keypair
 
 keys_app = typer.Typer(help="Signing keys: generate, register, revoke.", no_args_is_help=True)
 portfolio_app = typer.Typer(help="Portfolios: submit works, verify them (admin).", no_args_is_help=True)
 optout_app = typer.Typer(help="The do-not-train registry.", no_args_is_help=True)
 review_app = typer.Typer(help="The admin review queue of rejected uploads.", no_args_is_help=True)
+index_app = typer.Typer(help="The persistent index build every process opens.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(portfolio_app, name="portfolio")
 app.add_typer(optout_app, name="optout")
 app.add_typer(review_app, name="review")
+app.add_typer(index_app, name="index")
 
 Files = Annotated[list[Path], typer.Argument(help="Image files.", exists=True, dir_okay=False, readable=True)]
 
@@ -280,3 +284,34 @@ def review_uphold(ctx: typer.Context, upload_id: int, admin: Annotated[str, type
 
 
 
+
+
+# index -----------------------------------------------------------------------------------------------
+@index_app.command("build")
+def index_build(ctx: typer.Context) -> None:
+    """Write the index build of every registered work now and make it current (the worker keeps it
+    current on its own; this is for a first build, or after a bulk import)."""
+    state = state_of(ctx)
+    info = index_builds.build_index(state.instance())
+    emit(state, info.as_dict(), f"index build {info.name}: {info.works} works as of audit entry {info.position}, "
+                                f"{info.bytes / 1e6:.1f} MB, {info.seconds:.1f} s")
+
+
+@index_app.command("status")
+def index_status(ctx: typer.Context) -> None:
+    """The build in use, the audit position it covers, and the registry changes logged since."""
+    state = state_of(ctx)
+    instance = state.instance()
+    path = index_builds.current_build(instance.settings)
+    with instance.reading() as session:
+        changes = index_builds.changes_since_build(instance.settings, session)
+    payload: dict[str, object] = {"build": None if path is None else path.name, "changes_since": changes}
+    if path is not None:
+        try:
+            meta = read_meta(path)
+        except BuildError as exc:
+            fail(str(exc), EXIT_BAD_INPUT)
+        payload.update(position=meta["position"]["seq"], works=meta["works"])
+    emit(state, payload, "no index build yet: processes load the tables" if path is None else
+         f"index build {path.name}: {payload['works']} works as of audit entry {payload['position']}, "
+         f"{changes} change(s) since")

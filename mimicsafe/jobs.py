@@ -13,9 +13,10 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
 
+from mimicsafe import index_builds
 from mimicsafe.context import Instance
 from mimicsafe.training.tasks import register_training_tasks
 
@@ -50,10 +51,25 @@ def build_queue(instance: Instance) -> Queue:
             session.connection()
         return {"token": token, "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
-    return Queue(huey=huey, tasks={"ping": ping, **register_training_tasks(huey, instance)})
+    @huey.periodic_task(crontab(minute="*"), name="index.keep_current")
+    def keep_index_current() -> None:
+        """Every minute: rebuild the index build when `index_rebuild_changes`/`_minutes` say it is due.
+        Several workers may run it; the build lock makes the others wait, then find nothing due."""
+        built = index_builds.keep_current(instance)
+        if built is not None:
+            log.info("index rebuilt: %s", built.as_dict())
+
+    @huey.task(name="index.build")
+    def build_index() -> dict[str, Any]:
+        """Rebuild the index build now (e.g. after a bulk import)."""
+        return index_builds.build_index(instance).as_dict()
+
+    return Queue(huey=huey, tasks={"ping": ping, "index.build": build_index,
+                                   **register_training_tasks(huey, instance)})
 
 
 def run_worker(queue: Queue, *, workers: int = 1) -> None:
-    """Run a consumer in the foreground until SIGINT/SIGTERM (handled gracefully by Huey)."""
-    consumer = queue.huey.create_consumer(workers=workers, worker_type="thread", periodic=False)
+    """Run a consumer in the foreground until SIGINT/SIGTERM (handled gracefully by Huey). Periodic tasks
+    run too: the index build is kept current (`index.keep_current`)."""
+    consumer = queue.huey.create_consumer(workers=workers, worker_type="thread", periodic=True)
     consumer.run()

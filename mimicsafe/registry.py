@@ -11,17 +11,25 @@ from the tables.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mimicsafe.audit import GENESIS_HASH
 from mimicsafe.db.models import AuditEntry, AuditHead, Generation, OptOutItem, PortfolioItem, User
+from mimicsafe.index_builds import current_build_name, open_current_build
 from mimicsafe.settings import Settings
 from ownership.fingerprint import Fingerprint
 from ownership.index import MatchIndex
 from ownership.policy import GENERATED_OWNER, OPTOUT_OWNER
 from ownership.types import Match
+
+if TYPE_CHECKING:
+    from ownership.index_store import BuildWriter
 
 PORTFOLIO_VERIFIED = "portfolio.verify"
 PORTFOLIO_WITHDRAWN = "portfolio.withdraw"
@@ -35,25 +43,122 @@ def optout_key(item: OptOutItem) -> str:
     return item.sha256 or f"pdq:{(item.pdq or b'').hex()}"
 
 
+@dataclass(frozen=True)
+class RegisteredRow:
+    """One work the index holds, as stored: a fingerprint blob, or (hash-only opt-outs) its hashes."""
+
+    key: str
+    owner: str
+    fingerprint: bytes | None
+    sha256: str | None = None
+    pdq: bytes | None = None
+
+
+def registered_rows(session: Session, *, batch: int = 256) -> Iterator[RegisteredRow]:
+    """Every registered work, streamed (`yield_per`: a batch of rows in memory at a time), in the one
+    order the in-memory index and a build both use: verified portfolio works, opt-outs, generated."""
+    verified = session.execute(
+        select(PortfolioItem.sha256, User.username, PortfolioItem.fingerprint)
+        .join(User, User.id == PortfolioItem.user_id)
+        .where(PortfolioItem.status == "verified", PortfolioItem.fingerprint.is_not(None))
+        .order_by(PortfolioItem.id).execution_options(yield_per=batch)
+    )
+    for sha256, username, blob in verified:
+        yield RegisteredRow(sha256, username, blob)
+    optouts = session.execute(select(OptOutItem.sha256, OptOutItem.pdq, OptOutItem.fingerprint)
+                              .order_by(OptOutItem.id).execution_options(yield_per=batch))
+    for opt_sha256, pdq, opt_blob in optouts:
+        yield RegisteredRow(opt_sha256 or f"pdq:{(pdq or b'').hex()}", OPTOUT_OWNER, opt_blob, opt_sha256, pdq)
+    generated = session.execute(select(Generation.image_sha256, Generation.fingerprint)
+                                .where(Generation.fingerprint.is_not(None))
+                                .order_by(Generation.id).execution_options(yield_per=batch))
+    for gen_sha256, gen_blob in generated:
+        yield RegisteredRow(gen_sha256, GENERATED_OWNER, gen_blob)
+
+
+def add_row(index: MatchIndex | BuildWriter, row: RegisteredRow) -> None:
+    if row.fingerprint is not None:
+        index.add(item_sha256=row.key, owner=row.owner, fingerprint=Fingerprint.from_bytes(row.fingerprint))
+    elif row.owner == OPTOUT_OWNER:
+        index.add_hashes(item_sha256=row.key, owner=row.owner, sha256=row.sha256, pdq=row.pdq)
+
+
+def index_thresholds(settings: Settings) -> dict[str, Any]:
+    """The MatchIndex keyword arguments the settings give (a build must be opened with the same)."""
+    s = settings
+    return {"pdq_threshold": s.pdq_threshold, "min_pdq_quality": s.pdq_min_quality,
+            "min_inliers": s.robust_min_inliers, "min_coverage": s.robust_min_coverage,
+            "min_area": s.robust_min_area, "vote_descriptors": s.robust_vote_descriptors}
+
+
+class ReadWriteLock:
+    """Many readers or one writer. Look-ups read the index together; applying changes writes. A waiting
+    writer holds back new readers, so a steady stream of look-ups cannot starve it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting = 0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
 class Registry:
-    """A MatchIndex that follows the database. Thread-safe; one per process."""
+    """A MatchIndex that follows the database. Thread-safe; one per process.
+
+    At first use it opens the latest index build under home (`mimicsafe.index_builds`), memory-mapped,
+    and replays the audit entries logged after the build's position; without a usable build it loads
+    every registered work from the tables (slower, the same answers). When a newer build appears it
+    switches to it at the next look-up. Look-ups run in parallel; applying changes excludes them.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._lock = threading.Lock()
+        self._lock = ReadWriteLock()
         self._index: MatchIndex | None = None
         self._seen: tuple[int, str] = (0, GENESIS_HASH)  # the last audit entry applied: (seq, entry_hash)
+        self._build: str | None = None  # the build the index was opened from (its directory name)
+        self.opened_from: str | None = None  # for status pages and tests: "build <id>" or "tables"
 
     def _new_index(self) -> MatchIndex:
-        s = self._settings
-        return MatchIndex(pdq_threshold=s.pdq_threshold, min_pdq_quality=s.pdq_min_quality,
-                          min_inliers=s.robust_min_inliers, min_coverage=s.robust_min_coverage,
-                          min_area=s.robust_min_area, vote_descriptors=s.robust_vote_descriptors)
+        return MatchIndex(**index_thresholds(self._settings))
 
     def search(self, session: Session, fingerprint: Fingerprint, *, sha256: str | None = None) -> list[Match]:
-        with self._lock:
-            index = self._refresh(session)
-            return index.search(fingerprint, sha256=sha256)
+        head = head_of(session)
+        with self._lock.reading():
+            if self._current(head):
+                assert self._index is not None
+                return self._index.search(fingerprint, sha256=sha256)
+        with self._lock.writing():
+            return self._refresh(session, head).search(fingerprint, sha256=sha256)
 
     def snapshot(self, session: Session) -> _Pinned:
         """An object with the gate's `search(fingerprint, sha256=)` signature, bound to this session."""
@@ -70,32 +175,50 @@ class Registry:
         return session.scalar(later.limit(1)) is not None
 
     def size(self, session: Session) -> int:
-        with self._lock:
-            return len(self._refresh(session))
+        with self._lock.writing():
+            return len(self._refresh(session, head_of(session)))
 
     def rebuild(self, session: Session) -> None:
-        with self._lock:
+        with self._lock.writing():
             self._index = None
-            self._refresh(session)
+            self._refresh(session, head_of(session))
 
     # internals ------------------------------------------------------------------------------------
-    def _refresh(self, session: Session) -> MatchIndex:
-        row = session.execute(select(AuditHead.seq, AuditHead.entry_hash)).one_or_none()
-        head: tuple[int, str] = (row[0], row[1]) if row is not None else (0, GENESIS_HASH)
-        if self._index is None or not self._seen_still_logged(session, head):
-            self._index = self._new_index()
-            self._load_all(session)
+    def _current(self, head: tuple[int, str]) -> bool:
+        """The index reflects exactly this head, from the latest build (one readlink)."""
+        return self._index is not None and head == self._seen and current_build_name(self._settings) == self._build
+
+    def _refresh(self, session: Session, head: tuple[int, str]) -> MatchIndex:
+        latest = current_build_name(self._settings)
+        if self._index is None or not self._seen_still_logged(session, head) or latest != self._build:
+            self._open(session, head, latest)
         elif head[0] > self._seen[0]:
-            entries = session.scalars(
-                select(AuditEntry)
-                .where(AuditEntry.seq > self._seen[0], AuditEntry.seq <= head[0],
-                       AuditEntry.action.in_(REGISTRY_ACTIONS))
-                .order_by(AuditEntry.seq)
-            )
-            for entry in entries:
-                self._apply(session, entry)
+            self._replay(session, head)
+        assert self._index is not None
         self._seen = head
+        self._index.prepare()
         return self._index
+
+    def _open(self, session: Session, head: tuple[int, str], latest: str | None) -> None:
+        opened = open_current_build(self._settings, session, head) if latest is not None else None
+        if opened is not None:
+            self._index, self._seen, self._build = opened.index, opened.position, opened.name
+            self.opened_from = f"build {opened.name}"
+            self._replay(session, head)
+        else:
+            self._index, self._build = self._new_index(), latest
+            self.opened_from = "tables"
+            for row in registered_rows(session):
+                add_row(self._index, row)
+
+    def _replay(self, session: Session, head: tuple[int, str]) -> None:
+        entries = session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.seq > self._seen[0], AuditEntry.seq <= head[0], AuditEntry.action.in_(REGISTRY_ACTIONS))
+            .order_by(AuditEntry.seq)
+        )
+        for entry in entries:
+            self._apply(session, entry)
 
     def _seen_still_logged(self, session: Session, head: tuple[int, str]) -> bool:
         """Is the last entry we applied still in this session's log? Not when the transaction that wrote it
@@ -107,19 +230,6 @@ class Registry:
         if seen_seq == 0:
             return True
         return session.scalar(select(AuditEntry.entry_hash).where(AuditEntry.seq == seen_seq)) == seen_hash
-
-    def _load_all(self, session: Session) -> None:
-        assert self._index is not None
-        verified = session.execute(
-            select(PortfolioItem, User.username).join(User, User.id == PortfolioItem.user_id)
-            .where(PortfolioItem.status == "verified", PortfolioItem.fingerprint.is_not(None))
-        )
-        for item, username in verified:
-            self._add(item.sha256, username, item.fingerprint)
-        for opt in session.scalars(select(OptOutItem)):
-            self._add_optout(opt)
-        for gen in session.scalars(select(Generation).where(Generation.fingerprint.is_not(None))):
-            self._add(gen.image_sha256, GENERATED_OWNER, gen.fingerprint)
 
     def _apply(self, session: Session, entry: AuditEntry) -> None:
         assert self._index is not None
@@ -149,6 +259,12 @@ class Registry:
         assert self._index is not None
         if blob is not None:
             self._index.add(item_sha256=key, owner=owner, fingerprint=Fingerprint.from_bytes(blob))
+
+
+def head_of(session: Session) -> tuple[int, str]:
+    """The audit log's head as this session sees it: (seq, entry_hash)."""
+    row = session.execute(select(AuditHead.seq, AuditHead.entry_hash)).one_or_none()
+    return (row[0], row[1]) if row is not None else (0, GENESIS_HASH)
 
 
 class _Pinned:

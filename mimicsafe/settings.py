@@ -86,6 +86,14 @@ class Settings(BaseSettings):
         250, ge=50, le=500,
         description="Local-feature look-up: query descriptors that vote for candidates (fewer: faster, fewer catches).",
     )
+    index_rebuild_changes: int = Field(
+        1000, ge=1,
+        description="The worker rebuilds the index build once this many registry changes were logged after it.",
+    )
+    index_rebuild_minutes: int = Field(
+        60, ge=0,
+        description="The worker also rebuilds a build this many minutes old if anything changed since (0: never).",
+    )
     login_attempts_per_minute: int = Field(
         10, gt=0, description="Failed logins allowed per account name and client address in any minute (a client "
                               "elsewhere guessing cannot lock the owner out).")

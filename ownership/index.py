@@ -17,15 +17,19 @@ scans every registered work per query:
   flat-quantised IVF was measured too slow to build and too poor in recall at this scale.
   Measured by `python -m benchmarks.gate_check_speed` and `python -m benchmarks.gate_evasion`.
 
-Memory per registered work: about 40 KB of descriptors (in the FAISS lists with their ids, and in
-row order for verification), 4 KB of keypoint positions and a 6-28 KB PNG thumbnail (18 KB on
-average for the synthetic illustrations): 6-7 GB for 100k works (measured by gate_check_speed).
-A stored fingerprint blob is 70 KB on average.
+Where it lives: in memory (works added one by one, or loaded from the database's blobs), or over a
+build written once and opened memory-mapped (`ownership.index_store`), with the works added since in
+memory beside it. A build holds per work 20 KB of inverted lists (500 descriptors × 32 bytes + an
+8-byte id), which every look-up scans a few per cent of; and, read only for the few shortlisted
+candidates, 16 KB of descriptors in row order, 4 KB of keypoint positions and the 256-px PNG
+thumbnail; PDQ needs 105 bytes per hash plus 285 MB of bucket offsets. A process holds privately
+three bytes per build work (removal masks). docs/gate.md ("The persistent build") has the table.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -117,12 +121,37 @@ class PdqMultiIndex:
         self._sealed = 0
         self._offsets = np.zeros(1, np.uint32)  # table t's bucket k: rows[offsets[t << BITS | k]: ... + 1]
         self._rows = np.zeros(0, np.uint32)
+        self._frozen = False  # a mapped build: read-only arrays, no additions
+
+    @classmethod
+    def mapped(cls, threshold: int, words: np.ndarray, alive: np.ndarray, offsets: np.ndarray | None,
+               rows: np.ndarray | None) -> PdqMultiIndex:
+        """An index over a build's arrays (memory-mapped, shared by every process that opens the build):
+        sealed tables when `offsets`/`rows` are given (as `tables` wrote them), else a scan of `words`.
+        Rows can be removed (the mask is copied into this process), not added."""
+        index = cls(threshold)
+        index._words, index._alive = words, np.array(alive, bool)
+        index._size = len(words)
+        if offsets is not None and rows is not None:
+            index._offsets, index._rows, index._sealed = offsets, rows, len(words)
+        index._frozen = True
+        return index
+
+    def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(words, alive, offsets, rows) as `mapped` takes them: the tables when a search would use them."""
+        self.prepare()
+        words, alive = self._words[: self._size], self._alive[: self._size]
+        if self._sealed < self._size:
+            return words, alive, None, None
+        return words, alive, self._offsets, self._rows
 
     def __len__(self) -> int:
         return int(self._alive[: self._size].sum())
 
     def add(self, hashes: np.ndarray) -> np.ndarray:
         """Append (N, 32) uint8 hashes; returns their row numbers."""
+        if self._frozen:
+            raise ValueError("a mapped PDQ index is read-only; add to the index beside it")
         words = hashes_to_words(np.asarray(hashes, np.uint8).reshape(-1, 32))
         n = len(words)
         if self._size + n > len(self._words):
@@ -163,10 +192,15 @@ class PdqMultiIndex:
         # a matrix product with the place values (exact in float32: keys are below 2**24)
         return (bits.astype(np.float32) @ self._place).astype(np.uint32)
 
+    def prepare(self) -> None:
+        """Rebuild the tables if many hashes were added since the last seal. Searches call it; a caller
+        that searches from several threads calls it first, under its write lock, so searches only read."""
+        if not self._frozen and self._size - self._sealed > max(4096, self._sealed // 16):
+            self.seal()  # here, not in `add`: loading N works one by one seals once, not N / 4096 times
+
     def search(self, hashes: np.ndarray) -> dict[int, int]:
         """Rows within the threshold of any of the query hashes: {row: smallest distance}."""
-        if self._size - self._sealed > max(4096, self._sealed // 16):
-            self.seal()  # here, not in `add`: loading N works one by one seals once, not N / 4096 times
+        self.prepare()
         q = hashes_to_words(np.asarray(hashes, np.uint8).reshape(-1, 32))
         cand_rows, cand_q = [], []
         if self._sealed:
@@ -317,21 +351,69 @@ def _nearest_child(words: np.ndarray, children: np.ndarray) -> np.ndarray:
     return np.argmin(hamming_words(children, words[:, None, :]), axis=1)
 
 
+def train_vocabulary(codes: np.ndarray, *, leaf_size: int = 256, tree_sample: int = 65_536) -> VocabularyTree:
+    """Train a tree on a sample of `codes` (every descriptor, in row order): leaves of about
+    `leaf_size` descriptors (at most 16**4), trained on ~8 descriptors per leaf. Deterministic: the
+    same descriptors give the same tree, in memory or in a build."""
+    depth = min(4, max(1, math.ceil(math.log(max(len(codes) / leaf_size, 2), 16))))
+    n_sample = min(len(codes), max(tree_sample, 8 * 16**depth))
+    sample = np.sort(np.random.default_rng(0).choice(len(codes), n_sample, replace=False))
+    return VocabularyTree.train(np.ascontiguousarray(codes[sample]).view(np.uint64), depth)
+
+
+def bucket(tree: VocabularyTree, codes: np.ndarray, chunk: int = 1 << 22) -> Iterator[tuple[int, np.ndarray]]:
+    """Each descriptor's leaf, by chunks of rows: (first row, leaves). The chunking is part of the
+    result (small chunks descend greedily in NumPy, large ones through FAISS), so memory and builds
+    use this one function."""
+    for lo in range(0, len(codes), chunk):
+        part = np.ascontiguousarray(codes[lo: lo + chunk])
+        yield lo, np.ascontiguousarray(tree.assign(part.view(np.uint64))[:, 0], np.int64)
+
+
+def empty_lists(tree: VocabularyTree, probes: int = 2) -> Any:
+    """A FAISS IndexBinaryIVF whose lists are the tree's leaves (its quantiser is never searched)."""
+    quantizer = faiss.IndexBinaryFlat(256)
+    quantizer.add(np.ascontiguousarray(tree.centroids[-1]).view(np.uint8).reshape(-1, 32))
+    index = faiss.IndexBinaryIVF(quantizer, 256, tree.leaves)
+    index.nprobe = probes
+    index.own_fields = True
+    quantizer.this.disown()  # type: ignore[attr-defined]  # the IVF index frees it
+    return index
+
+
+@dataclass(frozen=True)
+class VoteBase:
+    """A build's descriptors, memory-mapped (`ownership.index_store`): the inverted lists (FAISS, on the
+    mapped file, ids are slots), every descriptor in row order, each slot's rows and the leaf sizes."""
+
+    index: Any  # faiss.IndexBinaryIVF over OnDiskInvertedLists
+    tree: VocabularyTree
+    leaf_sizes: np.ndarray  # (leaves,) int64
+    codes: np.ndarray  # (N, 32) uint8, row order
+    first: np.ndarray  # (slots,) int64: a slot's first row
+    count: np.ndarray  # (slots,) int32: its number of rows
+    alive: np.ndarray  # (slots,) bool
+
+
 class DescriptorVotes:
     """ORB descriptors of registered works; a query's descriptors vote for the works they come near.
 
     Below `tree_from` descriptors the search is exact (FAISS IndexBinaryFlat). Above, a vocabulary
-    tree buckets the descriptors into the inverted lists of a FAISS IndexBinaryIVF, and a query
-    descriptor is compared (in C++) only with the lists of its `probes` nearest leaves, which the
-    tree finds: `search_preassigned`, so FAISS's flat quantiser is never used. Additions are
+    tree buckets the descriptors into the inverted lists of a FAISS IndexBinaryIVF (ids: slots), and
+    a query descriptor is compared (in C++) only with the lists of its `probes` nearest leaves, which
+    the tree finds: `search_preassigned`, so FAISS's flat quantiser is never used. Additions are
     buffered and bucketed in bulk at the next search, so loading many works at start-up is one
     pass; the tree is retrained when the collection has grown eightfold since it was trained.
-    Removed works are masked out, not deleted (the product rebuilds the index at start).
+    Removed works are masked out, not deleted.
+
+    With a `base` (a build opened memory-mapped), the base's lists are searched beside the lists of
+    the works added since (bucketed by the base's tree, never retrained: the next build retrains),
+    and the nearest neighbours of both are merged.
     """
 
     def __init__(self, *, max_hamming: int = 48, ratio: float = 0.8, neighbours: int = 4, probes: int = 2,
                  tree_from: int = 8_192, leaf_size: int = 256, tree_sample: int = 65_536,
-                 scan_budget: int = 2_048) -> None:
+                 scan_budget: int = 2_048, base: VoteBase | None = None) -> None:
         self.max_hamming = max_hamming
         self.scan_budget = scan_budget
         self.ratio = ratio
@@ -340,24 +422,34 @@ class DescriptorVotes:
         self.tree_from = tree_from
         self.leaf_size = leaf_size
         self.tree_sample = tree_sample
-        self._slot_rows: list[tuple[int, int]] = []  # slot → (first row, count); rows number descriptors
-        self._alive = np.zeros(0, bool)
+        self._base = base
+        self._offset = 0 if base is None else len(base.first)  # slots below this are the base's
+        self._slot_rows: list[tuple[int, int]] = []  # slot - offset → (first row, count) in `_codes`
+        self._alive = np.zeros(0, bool) if base is None else np.array(base.alive, bool)  # every slot
         self._row_slot = np.zeros(0, np.int32)
-        self._codes = np.zeros((0, 32), np.uint8)  # every descriptor in row order, for verification
+        self._codes = np.zeros((0, 32), np.uint8)  # descriptors added here, in row order, for verification
         self._size = 0
         self._indexed = 0  # rows [indexed, size) are not in the FAISS index yet
         self._index: Any = faiss.IndexBinaryFlat(256)  # IndexBinaryIVF once there is a tree
         self._tree: VocabularyTree | None = None
         self._leaf_sizes = np.zeros(0, np.int64)  # descriptors per leaf of the tree
         self._trained_on = 0
+        if base is not None:
+            self._tree = base.tree
+            self._index = empty_lists(base.tree, probes)
+            self._leaf_sizes = np.array(base.leaf_sizes, np.int64)
 
     @property
     def ntotal(self) -> int:
-        return self._size
+        return self._size + (0 if self._base is None else len(self._base.codes))
+
+    @property
+    def slots(self) -> int:
+        return self._offset + len(self._slot_rows)
 
     def add(self, slot: int, descriptors: np.ndarray) -> None:
-        if slot != len(self._slot_rows):
-            raise ValueError(f"descriptor slots must be added in order: expected {len(self._slot_rows)}, got {slot}")
+        if slot != self.slots:
+            raise ValueError(f"descriptor slots must be added in order: expected {self.slots}, got {slot}")
         codes = np.ascontiguousarray(descriptors, np.uint8).reshape(-1, 32)
         n = len(codes)
         self._slot_rows.append((self._size, n))
@@ -379,9 +471,13 @@ class DescriptorVotes:
     def codes(self, slot: int) -> np.ndarray:
         """The descriptors of a work, (N, 32) uint8, in the order they were added.
 
-        Kept in a plain array beside the FAISS index (16 KB per work): reading them back from the
-        inverted lists cost 2-3 ms per candidate, most of a look-up's time."""
-        first, count = self._slot_rows[slot]
+        Kept in row order beside the FAISS lists (in memory, or in the build's mapped file): reading
+        them back from the inverted lists cost 2-3 ms per candidate, most of a look-up's time."""
+        if slot < self._offset:
+            assert self._base is not None
+            first, count = int(self._base.first[slot]), int(self._base.count[slot])
+            return np.asarray(self._base.codes[first: first + count])
+        first, count = self._slot_rows[slot - self._offset]
         return self._codes[first: first + count]
 
     def flush(self) -> None:
@@ -389,40 +485,54 @@ class DescriptorVotes:
         if self._indexed == self._size:
             return
         pending = self._codes[self._indexed: self._size]
-        if self._size < self.tree_from:
+        if self._base is not None:
+            self._add_bucketed(pending, self._row_slot[self._indexed: self._size])
+        elif self._size < self.tree_from:
             self._index.add(pending)
         elif self._tree is None or self._size >= 8 * self._trained_on:
             self._rebuild(self._codes[: self._size])
         else:
-            self._add_bucketed(pending)
+            self._add_bucketed(pending, self._row_slot[self._indexed: self._size])
         self._indexed = self._size
 
     def _rebuild(self, codes: np.ndarray) -> None:
         """Train a tree on a sample of `codes` (every descriptor, in row order) and bucket them all."""
-        # leaves of about `leaf_size` descriptors (at most 16**4), trained on ~8 descriptors per leaf
-        depth = min(4, max(1, math.ceil(math.log(max(len(codes) / self.leaf_size, 2), 16))))
-        n_sample = min(len(codes), max(self.tree_sample, 8 * 16**depth))
-        sample = np.sort(np.random.default_rng(0).choice(len(codes), n_sample, replace=False))
-        self._tree = VocabularyTree.train(codes[sample].view(np.uint64), depth)
+        self._tree = train_vocabulary(codes, leaf_size=self.leaf_size, tree_sample=self.tree_sample)
         self._trained_on = len(codes)
-        quantizer = faiss.IndexBinaryFlat(256)  # the leaves, for completeness; searches never use it
-        quantizer.add(np.ascontiguousarray(self._tree.centroids[-1]).view(np.uint8).reshape(-1, 32))
-        index = faiss.IndexBinaryIVF(quantizer, 256, self._tree.leaves)
-        index.nprobe = self.probes
-        self._quantizer = quantizer  # the IVF index does not own it
-        self._index = index
+        self._index = empty_lists(self._tree, self.probes)
         self._leaf_sizes = np.zeros(self._tree.leaves, np.int64)
-        chunk = 1 << 22
-        for lo in range(0, len(codes), chunk):
-            self._add_bucketed(codes[lo: lo + chunk])
+        for lo, leaves in bucket(self._tree, codes):
+            self._add_leaves(codes[lo: lo + len(leaves)], self._row_slot[lo: lo + len(leaves)], leaves)
 
-    def _add_bucketed(self, codes: np.ndarray) -> None:
+    def _add_bucketed(self, codes: np.ndarray, slots: np.ndarray) -> None:
         assert self._tree is not None
-        leaves = np.ascontiguousarray(self._tree.assign(codes.view(np.uint64))[:, 0], np.int64)
+        for lo, leaves in bucket(self._tree, codes):
+            self._add_leaves(codes[lo: lo + len(leaves)], slots[lo: lo + len(leaves)], leaves)
+
+    def _add_leaves(self, codes: np.ndarray, slots: np.ndarray, leaves: np.ndarray) -> None:
         codes = np.ascontiguousarray(codes)
-        ids = np.arange(self._index.ntotal, self._index.ntotal + len(codes), dtype=np.int64)  # ids are rows
+        ids = np.ascontiguousarray(slots, np.int64)  # the lists' ids are slots: no row → slot table
         self._index.add_core(len(codes), faiss.swig_ptr(codes), faiss.swig_ptr(ids), faiss.swig_ptr(leaves))
         self._leaf_sizes += np.bincount(leaves, minlength=len(self._leaf_sizes))
+
+    def _preassigned(self, q: np.ndarray, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The `neighbours` nearest registered descriptors of each query descriptor in the given
+        leaves: (distances, slots), -1 where none. A base's lists and ours are searched apart and
+        merged, the base's first among equals (its works were added first)."""
+        k = self.neighbours
+        found = []
+        for index in ([self._base.index] if self._base is not None else []) + [self._index]:
+            if index is self._index and self._base is not None and index.ntotal == 0:
+                continue
+            index.nprobe = leaves.shape[1]
+            found.append(index.search_preassigned(q, k, leaves, None))
+        if len(found) == 1:
+            return found[0]
+        dist = np.concatenate([d for d, _ in found], axis=1)
+        slots = np.concatenate([s for _, s in found], axis=1)
+        dist = np.where(slots >= 0, dist, np.iinfo(np.int32).max)
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(dist, order, axis=1), np.take_along_axis(slots, order, axis=1)
 
     def votes(self, descriptors: np.ndarray, limit: int | None = None) -> dict[int, float]:
         """{slot: weighted votes} for one set of query descriptors; see `votes_many`."""
@@ -451,9 +561,8 @@ class DescriptorVotes:
         view_leaves: list[np.ndarray] = []  # each view's descriptors' nearest leaves, when there is a tree
         if self._tree is not None:
             # scan about `scan_budget` descriptors per query descriptor: more leaves while they are small
-            per_leaf = self._size / self._tree.leaves
+            per_leaf = self.ntotal / self._tree.leaves
             probes = int(min(16, max(self.probes, self.scan_budget // max(per_leaf, 1))))
-            self._index.nprobe = probes
             view_leaves = [self._tree.assign(p.view(np.uint64), probes) if len(p) else np.zeros((0, probes), np.int64)
                            for p in parts]
             if limit is not None:
@@ -466,7 +575,7 @@ class DescriptorVotes:
         elif limit is not None:
             parts = [p[:limit] for p in parts]
         q = np.concatenate(parts) if parts else np.zeros((0, 32), np.uint8)
-        if self._size == 0 or len(q) == 0:
+        if self.ntotal == 0 or len(q) == 0:
             return [{} for _ in views]
         if self._tree is not None:
             leaves = np.concatenate(view_leaves)
@@ -475,22 +584,23 @@ class DescriptorVotes:
             beyond = np.cumsum(self._leaf_sizes[leaves], axis=1) > self.scan_budget
             beyond[:, 0] = False
             leaves[beyond] = -1
-            dist, rows = self._index.search_preassigned(q, self.neighbours, leaves, None)
-        else:
+            dist, slots = self._preassigned(q, leaves)
+        else:  # few descriptors, searched exactly; the flat index's ids are rows
             dist, rows = self._index.search(q, self.neighbours)
-        ok = rows >= 0
-        ok[ok] &= self._alive[self._row_slot[rows[ok]]]
+            slots = np.where(rows >= 0, self._row_slot[np.maximum(rows, 0)], -1)
+        ok = slots >= 0
+        ok[ok] &= self._alive[slots[ok]]
         ok &= dist <= self.max_hamming
         view_of = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
         out: list[dict[int, float]] = [{} for _ in views]
         if not ok.any():
             return out
         qi, col = np.nonzero(ok)
-        slot = self._row_slot[rows[qi, col]].astype(np.int64)
+        slot = slots[qi, col].astype(np.int64)
         d = dist[qi, col]
         best = np.where(ok, dist, np.iinfo(np.int32).max).min(axis=1)
         near = d <= best[qi] / self.ratio
-        n_slots = len(self._slot_rows)
+        n_slots = self.slots
         key = np.unique(qi[near] * n_slots + slot[near])  # (query descriptor, work) pairs
         pair_q, pair_slot = np.divmod(key, n_slots)
         share = 1.0 / np.bincount(pair_q)[pair_q]
@@ -509,7 +619,8 @@ class DescriptorVotes:
 @dataclass(frozen=True)
 class _Robust:
     """A registered work's keypoint positions and alignment thumbnail, stored compactly (its
-    descriptors live in `DescriptorVotes`); decoded only when the work is a candidate."""
+    descriptors live in `DescriptorVotes`); decoded only when the work is a candidate. For a work in
+    a build, `points` is a view of the mapped file and `thumb_png` is read from it on demand."""
 
     width: int
     height: int
@@ -537,14 +648,77 @@ class _Entry:
     pdq_row: int | None
 
 
+SHA_NONE, SHA_IS_KEY, SHA_OTHER = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class IndexBase:
+    """The works of a build, as `ownership.index_store` maps them: one row per slot in flat arrays
+    (nothing per work in Python objects), an entry decoded only when a look-up returns it."""
+
+    keys: np.ndarray  # (slots,) bytes (utf-8)
+    sorted_keys: np.ndarray  # the live slots' keys, sorted, and their slots: a key look-up is a bisection
+    sorted_key_slots: np.ndarray
+    sorted_shas: np.ndarray  # (n,) S64: the SHA-256 of the live slots that have one, sorted
+    sorted_sha_slots: np.ndarray
+    owners: list[str]
+    owner_of: np.ndarray  # (slots,) int32 into owners
+    alive: np.ndarray  # (slots,) bool: False for a slot replaced while the build was written
+    has_robust: np.ndarray  # (slots,) bool
+    sha_kind: np.ndarray  # (slots,) uint8: SHA_NONE, SHA_IS_KEY or SHA_OTHER (then in sorted_shas)
+    width: np.ndarray  # (slots,) int32
+    height: np.ndarray
+    points: np.ndarray  # (N, 2) float32, in descriptor row order
+    thumb_offset: np.ndarray  # (slots,) int64 into thumbs
+    thumb_size: np.ndarray  # (slots,) int32
+    thumbs: np.ndarray  # uint8: every thumbnail's PNG, once, in its final encoding
+    pdq: PdqMultiIndex  # mapped
+    pdq_slot: np.ndarray  # (pdq rows,) int32
+    slot_pdq_row: np.ndarray  # (slots,) int32, -1 for none
+    votes: VoteBase
+
+    @property
+    def slots(self) -> int:
+        return len(self.keys)
+
+    def find(self, sorted_values: np.ndarray, slots: np.ndarray, value: str) -> list[int]:
+        encoded = value.encode()
+        lo = int(np.searchsorted(sorted_values, encoded, side="left"))
+        hi = int(np.searchsorted(sorted_values, encoded, side="right"))
+        return [int(s) for s in slots[lo:hi]]
+
+    def entry(self, slot: int, *, robust: bool = False) -> _Entry:
+        """The slot's entry; its keypoints and thumbnail (read from the mapped file) only with `robust`."""
+        features = None
+        if robust and self.has_robust[slot]:
+            first, count = int(self.votes.first[slot]), int(self.votes.count[slot])
+            offset, size = int(self.thumb_offset[slot]), int(self.thumb_size[slot])
+            points = np.asarray(self.points[first: first + count])
+            features = _Robust(int(self.width[slot]), int(self.height[slot]), points,
+                               self.thumbs[offset: offset + size].tobytes())
+        key = bytes(self.keys[slot]).decode()
+        kind = int(self.sha_kind[slot])
+        sha = None if kind == SHA_NONE else key if kind == SHA_IS_KEY else self._sha_of(slot)
+        row = int(self.slot_pdq_row[slot])
+        return _Entry(key, self.owners[int(self.owner_of[slot])], sha, features, row if row >= 0 else None)
+
+    def _sha_of(self, slot: int) -> str | None:
+        where = np.flatnonzero(self.sorted_sha_slots == slot)
+        return bytes(self.sorted_shas[where[0]]).decode() if len(where) else None
+
+
 _VERIFY_FIELDS = {f.name for f in fields(VerifyParams)}
 _SEARCH_FIELDS = {"candidates", "min_votes", "relative_votes", "descriptor_max_hamming", "vote_descriptors",
                   "probes"}
 
 
 class MatchIndex:
-    """Registered works (verified portfolios, the opt-out registry, our generated images). In memory;
-    not thread-safe on its own (the product serialises access).
+    """Registered works (verified portfolios, the opt-out registry, our generated images).
+
+    In memory, or over a build (`ownership.index_store.open_build`): the build's works are read from
+    its memory-mapped files and the works added since live in memory beside them. Changes (`add`,
+    `remove`) must not run beside searches; searches may run concurrently with each other once
+    `prepare` has run after the last change (the product holds a readers-writer lock).
 
     `robust_thresholds` are `VerifyParams` fields (min_inliers, min_coverage, min_area, …) and the
     candidate search's `candidates` (works verified per query, default 8), `min_votes` (default 4),
@@ -556,7 +730,8 @@ class MatchIndex:
     """
 
     def __init__(self, *, pdq_threshold: int = 31, min_pdq_quality: int = MIN_PDQ_QUALITY,
-                 verify_params: VerifyParams | None = None, **robust_thresholds: Any) -> None:
+                 verify_params: VerifyParams | None = None, base: IndexBase | None = None,
+                 **robust_thresholds: Any) -> None:
         _single_threaded_faiss()
         unknown = set(robust_thresholds) - _VERIFY_FIELDS - _SEARCH_FIELDS
         if unknown:
@@ -570,15 +745,23 @@ class MatchIndex:
         probes = int(robust_thresholds.pop("probes", 2))
         max_hamming = int(robust_thresholds.pop("descriptor_max_hamming", 48))
         self.verify_params = replace(verify_params or VerifyParams(), **robust_thresholds)
+        if base is not None and base.pdq.threshold != pdq_threshold:
+            raise ValueError(f"the build's PDQ tables are for threshold {base.pdq.threshold}, not {pdq_threshold}")
+        self._base = base
+        self._offset = 0 if base is None else base.slots  # slots below this are the build's
+        self._base_alive = np.zeros(0, bool) if base is None else np.array(base.alive, bool)
+        self._base_count = int(self._base_alive.sum())
+        self._pdq_offset = 0 if base is None else len(base.pdq_slot)  # PDQ rows below this are the build's
         self._pdq = PdqMultiIndex(pdq_threshold)
-        self._votes = DescriptorVotes(max_hamming=max_hamming, probes=probes)
-        self._slots: list[_Entry | None] = []
+        self._votes = DescriptorVotes(max_hamming=max_hamming, probes=probes,
+                                      base=None if base is None else base.votes)
+        self._slots: list[_Entry | None] = []  # slot - offset → entry, for works added in memory
         self._by_key: dict[str, int] = {}
         self._by_sha: dict[str, set[str]] = {}
         self._by_pdq_row: dict[int, int] = {}
 
     def __len__(self) -> int:
-        return len(self._by_key)
+        return self._base_count + len(self._by_key)
 
     # changes --------------------------------------------------------------------------------------
     def add(self, *, item_sha256: str, owner: str, fingerprint: Fingerprint) -> None:
@@ -603,27 +786,40 @@ class MatchIndex:
         """Forget the entry with this key (no error if there is none)."""
         slot = self._by_key.pop(item_sha256, None)
         if slot is None:
+            self._remove_base(item_sha256)
             return
-        entry = self._slots[slot]
+        entry = self._slots[slot - self._offset]
         assert entry is not None
-        self._slots[slot] = None
+        self._slots[slot - self._offset] = None
         if entry.sha256 is not None:
             keys = self._by_sha[entry.sha256]
             keys.discard(entry.key)
             if not keys:
                 del self._by_sha[entry.sha256]
         if entry.pdq_row is not None:
-            self._pdq.remove(entry.pdq_row)
+            self._pdq.remove(entry.pdq_row - self._pdq_offset)
             del self._by_pdq_row[entry.pdq_row]
         self._votes.remove(slot)
+
+    def _remove_base(self, key: str) -> None:
+        if self._base is None:
+            return
+        for slot in self._base.find(self._base.sorted_keys, self._base.sorted_key_slots, key):
+            if self._base_alive[slot]:
+                self._base_alive[slot] = False
+                self._base_count -= 1
+                row = int(self._base.slot_pdq_row[slot])
+                if row >= 0:
+                    self._base.pdq.remove(row)
+                self._votes.remove(slot)
 
     def _insert(self, key: str, owner: str, *, sha256: str | None, pdq: bytes | None, robust: _Robust | None,
                 descriptors: np.ndarray) -> None:
         self.remove(key)
-        slot = len(self._slots)
+        slot = self._offset + len(self._slots)
         pdq_row = None
         if pdq is not None:
-            pdq_row = int(self._pdq.add(np.frombuffer(pdq, np.uint8))[0])
+            pdq_row = self._pdq_offset + int(self._pdq.add(np.frombuffer(pdq, np.uint8))[0])
             self._by_pdq_row[pdq_row] = slot
         self._slots.append(_Entry(key, owner, sha256, robust, pdq_row))
         self._votes.add(slot, descriptors)
@@ -631,22 +827,26 @@ class MatchIndex:
         if sha256 is not None:
             self._by_sha.setdefault(sha256, set()).add(key)
 
+    def prepare(self) -> None:
+        """Index what was added since the last search (PDQ tables, descriptor lists): after this and
+        until the next change, searches only read and may run in parallel."""
+        self._pdq.prepare()
+        self._votes.flush()
+
     # lookup ---------------------------------------------------------------------------------------
     def search(self, fingerprint: Fingerprint, *, sha256: str | None = None) -> list[Match]:
         """Every registered work the image matches, best evidence first: SHA-256, then PDQ (closest
         first), then local features (most verified inliers first). One match per registered work."""
         found: dict[int, Match] = {}
-        for key in sorted(self._by_sha.get(sha256, ())) if sha256 else ():
-            slot = self._by_key[key]
+        for key, slot in self._sha_slots(sha256) if sha256 else ():
             found[slot] = Match(self._entry(slot).owner, key, "sha256", 0.0)
         if fingerprint.pdq_quality >= self.min_pdq_quality:
             queries = np.frombuffer(b"".join(fingerprint.pdq_dihedral), np.uint8).reshape(-1, 32)
-            for row, dist in sorted(self._pdq.search(queries).items(), key=lambda kv: kv[1]):
-                slot = self._by_pdq_row[row]
+            for slot, dist in self._pdq_search(queries):
                 if slot not in found:
                     found[slot] = Match(self._entry(slot).owner, self._entry(slot).key, "pdq", float(dist))
         for slot, views in self._candidates(fingerprint, exclude=set(found)):
-            entry = self._entry(slot)
+            entry = self._entry(slot, robust=True)
             assert entry.robust is not None
             registered = entry.robust.registered(self._votes.codes(slot))
             result = verify(fingerprint.robust, registered, self.verify_params, views)
@@ -656,8 +856,28 @@ class MatchIndex:
         return sorted(found.values(),
                       key=lambda m: (order[m.method], m.score if m.method != "local_features" else -m.score))
 
-    def _entry(self, slot: int) -> _Entry:
-        entry = self._slots[slot]
+    def _sha_slots(self, sha256: str) -> list[tuple[str, int]]:
+        """(key, slot) of the live entries with this SHA-256, by key."""
+        pairs = [(key, self._by_key[key]) for key in self._by_sha.get(sha256, ())]
+        if self._base is not None:
+            pairs += [(bytes(self._base.keys[s]).decode(), s)
+                      for s in self._base.find(self._base.sorted_shas, self._base.sorted_sha_slots, sha256)
+                      if self._base_alive[s]]
+        return sorted(pairs)
+
+    def _pdq_search(self, queries: np.ndarray) -> list[tuple[int, int]]:
+        """(slot, distance) of the live entries within the PDQ threshold, closest first."""
+        hits: list[tuple[int, int]] = []
+        if self._base is not None:
+            hits += [(int(self._base.pdq_slot[row]), dist) for row, dist in self._base.pdq.search(queries).items()]
+        hits += [(self._by_pdq_row[row + self._pdq_offset], dist) for row, dist in self._pdq.search(queries).items()]
+        return sorted(hits, key=lambda kv: kv[1])
+
+    def _entry(self, slot: int, *, robust: bool = False) -> _Entry:
+        if slot < self._offset:
+            assert self._base is not None and self._base_alive[slot], "a removed entry was returned by a sub-index"
+            return self._base.entry(slot, robust=robust)
+        entry = self._slots[slot - self._offset]
         assert entry is not None, "a removed entry was returned by a sub-index"
         return entry
 
