@@ -18,6 +18,7 @@ from huey.api import TaskWrapper
 
 from mimicsafe.context import Instance
 from mimicsafe.training.tasks import register_training_tasks
+from mimicsafe.trust.tasks import register_trust_tasks
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ def build_queue(instance: Instance) -> Queue:
             session.connection()
         return {"token": token, "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
-    return Queue(huey=huey, tasks={"ping": ping, **register_training_tasks(huey, instance)})
+    return Queue(huey=huey, tasks={"ping": ping, **register_training_tasks(huey, instance),
+                                   **register_trust_tasks(huey, instance)})
 
 
 def run_worker(queue: Queue, *, workers: int = 1) -> None:

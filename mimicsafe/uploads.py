@@ -124,7 +124,7 @@ def _require_allowance(session: Session, settings: Settings, user: User, count: 
 
 def _accepted_shas(session: Session, user_id: int) -> set[str]:
     rows = session.scalars(select(Upload.sha256).where(
-        Upload.user_id == user_id, Upload.deleted_at.is_(None),
+        Upload.user_id == user_id, Upload.deleted_at.is_(None), Upload.suspended_at.is_(None),
         or_(Upload.decision == "accepted", Upload.review_state == "overridden")))
     return set(rows)
 
@@ -259,7 +259,9 @@ def upload_files(*, session: Session, blobs: BlobStore, registry: Registry, sett
         row = Upload(user_id=user.id, sha256=verdict.sha256, file_name=display_name(file.name),
                      size_bytes=len(file.data),
                      decision=verdict.decision, verdict=verdict.to_json(), policy_version=POLICY_VERSION,
-                     review_state=review)
+                     review_state=review,
+                     # kept so that a work protected later can find this upload (mimicsafe.trust)
+                     fingerprint=ready.lookup[0].to_bytes() if ready.lookup is not None else None)
         session.add(row)
         session.flush()
         audit.append(session, actor=username, action=f"upload.{verdict.decision}", subject=username,
@@ -283,7 +285,8 @@ def upload(*, instance: Instance, username: str, files: Sequence[NamedFile],
 
 
 def eligible_uploads(*, session: Session, user_id: int) -> list[Upload]:
-    """What may enter this artist's training set: accepted by the gate, or overridden by an admin."""
+    """What may enter this artist's training set: accepted by the gate, or overridden by an admin, and not
+    suspended since (a work protected later matches it: mimicsafe.trust)."""
     return list(session.scalars(select(Upload).where(
-        Upload.user_id == user_id, Upload.deleted_at.is_(None),
+        Upload.user_id == user_id, Upload.deleted_at.is_(None), Upload.suspended_at.is_(None),
         or_(Upload.decision == "accepted", Upload.review_state == "overridden")).order_by(Upload.id)))

@@ -21,6 +21,7 @@ from ui.server import LOGOUT_PATH, WebApp
 from ui.tabs import (
     Panel,
     admin_audit,
+    admin_lineage,
     admin_optout,
     admin_portfolio,
     admin_review,
@@ -56,7 +57,8 @@ def build_main(instance: Instance) -> gr.Blocks:
             status = gr.Markdown(elem_id="status")
             with gr.Tabs():
                 admin_panels = [admin_portfolio.build(instance), admin_review.build(instance),
-                                admin_optout.build(instance), admin_users.build(instance), admin_audit.build(instance)]
+                                admin_optout.build(instance), admin_users.build(instance), admin_audit.build(instance),
+                                admin_lineage.build(instance)]
 
         def load_page(request: gr.Request) -> list[Any]:
             who = caller(instance, request)

@@ -1,9 +1,9 @@
 """Generation: reference images and sheets in an artist's style, each one marked and recorded.
 
 `generate` reads as the steps it takes:
-1. Check who asks: only the LoRA's owner or an admin; the model must exist, be the artist's and not
-   deleted, and the artist must not have withdrawn consent. Read the LoRA through the blob store
-   (hash verified) and, for a palette sheet, the artist's own accepted works.
+1. Check who asks: only the LoRA's owner or an admin; the model must exist, be the artist's, not be
+   deleted or suspended (`mimicsafe.trust`), and the artist must not have withdrawn consent. Read the
+   LoRA through the blob store (hash verified) and, for a palette sheet, the artist's own accepted works.
 2. Render: attach the LoRA to the base pipeline and denoise, reporting every step and stopping at
    the next one when cancelled (nothing is stored then).
 3. For each output: allocate its 64-bit generation id (the watermark payload), compose the sheet or
@@ -41,6 +41,7 @@ from mimicsafe.provenance.marking import MarkedImage, mark_image
 from mimicsafe.provenance.metadata import GenerationFacts
 from mimicsafe.registry import GENERATION_REGISTERED
 from mimicsafe.training.config import library_versions
+from mimicsafe.trust import suspension
 from mimicsafe.uploads import eligible_uploads
 from ownership.decode import decode_image
 from ownership.errors import DecodeError
@@ -117,6 +118,7 @@ def _authorise(session: Session, *, actor: str, username: str, model_id: int) ->
         raise NotFoundError(f"{username} has no model #{model_id}")
     if artist.consent_withdrawn_at is not None:
         raise PermissionDenied(f"{username} withdrew consent; their models are no longer used")
+    suspension.require_usable(session, model)  # trained on a work protected for someone else since
     return artist, model
 
 

@@ -137,6 +137,11 @@ def bob_deletes_alices_model(world, bob: Client) -> None:
             f"model {world.alice_model_id} does not exist")
 
 
+def bob_retrains_alices_model(world, bob: Client) -> None:
+    refused(lambda: bob.predict(world.alice_model_id, api_name="/artist_model_retrain"),
+            f"model {world.alice_model_id} does not exist")
+
+
 def bob_generates_with_alices_model(world, bob: Client) -> None:
     refused(lambda: bob.predict("a cat", "", world.alice_model_id, "single images", 1, 2, 1.0, None,
                                 api_name="/artist_generate"), f"bob has no model #{world.alice_model_id}")
@@ -163,6 +168,7 @@ BOB_ON_ALICE = {
     "/artist_training_cancel": [bob_cancels_alices_job],
     "/artist_model_download": [bob_downloads_alices_model],
     "/artist_model_delete": [bob_deletes_alices_model],
+    "/artist_model_retrain": [bob_retrains_alices_model],
     "/artist_generate": [bob_generates_with_alices_model],
     "/artist_generate_stop": [bob_stops_generating],
 }
@@ -207,6 +213,7 @@ def admin_calls(world) -> dict[str, tuple]:
         "/admin_users_reset_password": ("root", "taken-over-password"),
         "/admin_audit_list": ("", "", 50),
         "/admin_audit_verify": (),
+        "/admin_lineage_show": ("upload", world.alice_upload_id),
     }
 
 
@@ -233,6 +240,7 @@ def test_an_admin_is_refused_the_artist_pages(world) -> None:
         "/artist_training_list": (), "/artist_training_start": ("tiny", 5),
         "/artist_training_job": (world.alice_job_id,), "/artist_training_cancel": (world.alice_job_id,),
         "/artist_model_download": (world.alice_model_id, "kohya"), "/artist_model_delete": (world.alice_model_id,),
+        "/artist_model_retrain": (world.alice_model_id,),
         "/artist_generate": ("a cat", "", world.alice_model_id, "single images", 1, 2, 1.0, None),
         "/artist_generate_stop": (),
     }
