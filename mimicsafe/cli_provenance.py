@@ -17,6 +17,7 @@ from PIL import Image
 
 from mimicsafe.cli import EXIT_BAD_INPUT, EXIT_REFUSED, CliState, app, emit, fail, state_of
 from mimicsafe.generation.config import SHEET_KINDS, GenerationConfig
+from mimicsafe.trust.regurgitation import FOR_ARTIST
 
 watermark_app = typer.Typer(help="The invisible watermark on its own (no records are read or written).",
                             no_args_is_help=True)
@@ -86,8 +87,11 @@ def generate_command(
         if not state.as_json:
             typer.echo(f"\rstep {done}/{total}", nl=done == total, err=True)
 
+    def withheld(count: int) -> None:
+        typer.echo(f"note: {count} output(s) withheld: {FOR_ARTIST}", err=True)
+
     outputs = generate(instance=instance, actor=actor or username, username=username, model_id=model, config=config,
-                       progress=progress)
+                       progress=progress, withheld=withheld)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for output in outputs:

@@ -8,11 +8,12 @@ job is submitted and stored in a `Dataset` row.
 naming the item, if
 - the manifest no longer hashes to its recorded SHA-256;
 - the artist's account is disabled or they withdrew consent;
-- an upload was deleted, or its review was overturned (no longer accepted or admin-approved);
+- an upload was deleted, or its review was overturned (no longer accepted or admin-approved), or a
+  work protected later matches it (suspended by a re-scan, `mimicsafe.trust`);
 - an upload was accepted only on a signature whose key has since been revoked;
 - an image now matches another artist's verified work, the opt-out registry or a generated image
   that it did not match when it was accepted (an admin's explicit override covers only the matches
-  they saw);
+  they saw, at the gate or after a re-scan);
 - the stored bytes differ from the SHA-256 (the blob store verifies every read).
 """
 
