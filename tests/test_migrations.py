@@ -9,7 +9,7 @@ from mimicsafe.db.models import Base
 EXPECTED_TABLES = {
     "users", "artist_keys", "portfolio_items", "optout_items", "uploads", "review_decisions",
     "datasets", "training_jobs", "lora_models", "generations", "audit_log", "audit_head",
-    "dataset_uploads", "rescans", "suspensions",
+    "dataset_uploads", "rescans", "suspensions", "disputes",
 }
 
 

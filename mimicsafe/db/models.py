@@ -78,7 +78,8 @@ class PortfolioItem(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)  # also the blob key
     file_name: Mapped[str] = mapped_column(String(255))
     evidence_url: Mapped[str | None] = mapped_column(String(2048))
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|verified|denied
+    # pending|verified|denied, or transferred (a dispute moved it to the claimant's portfolio)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     pdq: Mapped[bytes | None] = mapped_column(LargeBinary)
     pdq_quality: Mapped[int | None]
     fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary)  # ownership.fingerprint serialised
@@ -259,6 +260,27 @@ class Suspension(Base):
     decided_at: Mapped[datetime | None]
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Dispute(Base):
+    """Someone claims that a verified work is theirs. The work stays protected (for its owner) while the
+    dispute is open; an admin keeps it with the owner or transfers it to the claimant."""
+
+    __tablename__ = "disputes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("portfolio_items.id"), index=True)
+    claimant_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))  # the owner when the claim was made
+    evidence_url: Mapped[str | None] = mapped_column(String(2048))
+    note: Mapped[str] = mapped_column(Text, default="")
+    files: Mapped[list[Any]] = mapped_column(JSON)  # [{"name", "sha256", "bytes"}], stored as blobs
+    state: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open|kept|transferred
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decision_note: Mapped[str] = mapped_column(Text, default="")
+    new_item_id: Mapped[int | None] = mapped_column(ForeignKey("portfolio_items.id"))  # the claimant's, if moved
 
 
 class AuditEntry(Base):

@@ -1,4 +1,4 @@
-"""trust over time: upload fingerprints and suspensions, dataset rows, re-scans, withheld outputs
+"""trust over time: upload fingerprints and suspensions, dataset rows, re-scans, disputes, withheld outputs
 
 Revision ID: 0004
 Revises: 0002
@@ -83,6 +83,33 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_suspensions_state'), ['state'], unique=False)
         batch_op.create_index(batch_op.f('ix_suspensions_upload_id'), ['upload_id'], unique=False)
 
+    op.create_table('disputes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('item_id', sa.Integer(), nullable=False),
+    sa.Column('claimant_id', sa.Integer(), nullable=False),
+    sa.Column('owner_id', sa.Integer(), nullable=False),
+    sa.Column('evidence_url', sa.String(length=2048), nullable=True),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.Column('files', sa.JSON(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('decided_by_id', sa.Integer(), nullable=True),
+    sa.Column('decision_note', sa.Text(), nullable=False),
+    sa.Column('new_item_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['claimant_id'], ['users.id'], name=op.f('fk_disputes_claimant_id_users')),
+    sa.ForeignKeyConstraint(['decided_by_id'], ['users.id'], name=op.f('fk_disputes_decided_by_id_users')),
+    sa.ForeignKeyConstraint(['item_id'], ['portfolio_items.id'], name=op.f('fk_disputes_item_id_portfolio_items')),
+    sa.ForeignKeyConstraint(['new_item_id'], ['portfolio_items.id'],
+                            name=op.f('fk_disputes_new_item_id_portfolio_items')),
+    sa.ForeignKeyConstraint(['owner_id'], ['users.id'], name=op.f('fk_disputes_owner_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_disputes'))
+    )
+    with op.batch_alter_table('disputes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_disputes_claimant_id'), ['claimant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_disputes_item_id'), ['item_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_disputes_state'), ['state'], unique=False)
+
     # Existing manifests: one row per listed upload.
     bind = op.get_bind()
     datasets = sa.table('datasets', sa.column('id', sa.Integer), sa.column('manifest', sa.JSON))
@@ -96,6 +123,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('disputes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_disputes_state'))
+        batch_op.drop_index(batch_op.f('ix_disputes_item_id'))
+        batch_op.drop_index(batch_op.f('ix_disputes_claimant_id'))
+    op.drop_table('disputes')
     with op.batch_alter_table('suspensions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_suspensions_upload_id'))
         batch_op.drop_index(batch_op.f('ix_suspensions_state'))
