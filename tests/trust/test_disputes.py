@@ -79,9 +79,8 @@ def test_transfer_moves_the_work_and_suspends_the_former_owners_copies(studio: S
 def test_keep_leaves_everything_as_it_was(studio: Studio, queue: Queue) -> None:
     work_id, copy_id = _bob_owns_alices_work(studio, queue)
     dispute_id = _claim(studio, work_id, files=[])
-    with studio.instance.transaction() as s:
-        with pytest.raises(PermissionDenied):
-            disputes.decide(session=s, admin="alice", dispute_id=dispute_id, action="transfer", note="mine")
+    with studio.instance.transaction() as s, pytest.raises(PermissionDenied):
+        disputes.decide(session=s, admin="alice", dispute_id=dispute_id, action="transfer", note="mine")
     with studio.instance.transaction() as s:
         disputes.decide(session=s, admin="root", dispute_id=dispute_id, action="keep", note="no earlier publication")
     with studio.instance.transaction() as s, pytest.raises(ValidationFailed, match="already decided"):
