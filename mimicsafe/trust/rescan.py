@@ -182,7 +182,9 @@ def run(instance: Instance, rescan_id: int) -> dict[str, Any]:
             return progress(row)
         row.status, row.started_at = "running", row.started_at or datetime.now(UTC)
     try:
-        backfill_fingerprints(instance)
+        if backfill_fingerprints(instance):  # rows the index follows by the audit log did not change: rebuild
+            with instance.reading() as session:
+                instance.accepted.rebuild(session)
         while True:
             with instance.reading() as session:
                 row = session.get(Rescan, rescan_id)

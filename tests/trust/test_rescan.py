@@ -87,3 +87,14 @@ def test_an_interrupted_rescan_resumes_where_it_stopped(studio: Studio, queue: Q
     assert (progress["status"], progress["position"], progress["total"], progress["suspended"]) == ("done", 2, 2, 1)
     assert _suspended(studio) == {second.upload_id} and first.upload_id not in _suspended(studio)
     assert rescan.run(instance, row.id)["suspended"] == 1  # running a finished one again changes nothing
+
+
+def test_uploads_stored_before_fingerprints_were_kept_are_rescanned_too(studio: Studio, queue: Queue) -> None:
+    instance = studio.instance
+    stolen = upload_signed(studio, "bob", "copy.png", stolen_copy(original_work(seed=920)))
+    with instance.transaction() as s:  # as migration 0004 leaves an older upload
+        s.get(Upload, stolen.upload_id).fingerprint = None
+    with instance.reading() as s:
+        instance.accepted.rebuild(s)
+    owner_verifies_portfolio(studio, queue, "alice", png_bytes(original_work(seed=920)))
+    assert _suspended(studio) == {stolen.upload_id}
