@@ -129,6 +129,10 @@ def run(args: argparse.Namespace) -> None:
         generation = fixed + args.steps * per_step
         how = (f"extrapolated from {low} steps ({t_low:.1f} s) and {high} steps ({t_high:.1f} s): "
                f"{fixed:.1f} s fixed + {per_step:.2f} s per step")
+        if per_step <= 0:  # a busy machine timed the longer run faster: no fit; the longer run bounds it below
+            generation = max(t_low, t_high)
+            how = (f"NOT extrapolated: {low} steps took {t_low:.1f} s and {high} steps {t_high:.1f} s (a busy "
+                   f"machine); the slower run is used, a lower bound of the {args.steps}-step generation")
     print(f"generation 512x512, {args.steps} steps, guidance 7.5: {generation:.1f} s ({how})")
     print(f"5% budget for all marks: {0.05 * generation * 1000:.0f} ms")
 
