@@ -14,6 +14,7 @@ from mimicsafe import portfolio as portfolio_service
 from mimicsafe import review as review_service
 from mimicsafe import uploads as upload_service
 from mimicsafe.cli import EXIT_BAD_INPUT, EXIT_REFUSED, app, emit, fail, state_of
+from mimicsafe.context import Instance
 from mimicsafe.errors import ValidationFailed
 from mimicsafe.imaging import NamedFile
 from ownership.index_store import BuildError, read_meta
@@ -35,6 +36,13 @@ Files = Annotated[list[Path], typer.Argument(help="Image files.", exists=True, d
 
 def _read(paths: list[Path]) -> list[NamedFile]:
     return [NamedFile(name=p.name, data=p.read_bytes()) for p in paths]
+
+
+def _dispatch_rescans(instance: Instance) -> list[int]:
+    """After a commit that protected works: hand their re-scan to the job queue (a worker runs it)."""
+    from mimicsafe.trust import rescan  # keeps `--help` fast
+
+    return rescan.start(instance)
 
 
 # keys ------------------------------------------------------------------------------------------------
@@ -131,9 +139,11 @@ def portfolio_verify(ctx: typer.Context, username: str,
         verified, refused = portfolio_service.verify_items(session=session, registry=instance.registry,
                                                            username=username, admin=admin, note=note, item_ids=item)
         refused_rows = [{"id": i.id, "reason": why} for i, why in refused]
-        payload = {"verified": [i.id for i in verified], "refused": refused_rows}
+        payload: dict = {"verified": [i.id for i in verified], "refused": refused_rows}
+    payload["rescans"] = _dispatch_rescans(instance) if verified else []
     lines = [f"verified {len(verified)} work(s) of {username}"] + [f"NOT verified #{i['id']}: {i['reason']}"
                                                                   for i in refused_rows]
+    lines += [f"re-scan #{r} of the accepted uploads queued (mimicsafe rescan show {r})" for r in payload["rescans"]]
     emit(state, payload, "\n".join(lines))
     if refused:
         raise typer.Exit(EXIT_REFUSED)
@@ -162,7 +172,9 @@ def optout_add(ctx: typer.Context, files: Files,
         items = optout_service.add_files(session=session, settings=instance.settings, files=_read(files),
                                          source=source, actor="cli")
         ids = [i.id for i in items]
-    emit(state, {"added": ids}, f"added {len(ids)} work(s) to the do-not-train registry")
+    rescans = _dispatch_rescans(instance)
+    emit(state, {"added": ids, "rescans": rescans}, f"added {len(ids)} work(s) to the do-not-train registry; "
+         f"re-scan of the accepted uploads queued: {', '.join(f'#{r}' for r in rescans)}")
 
 
 @optout_app.command("import")
@@ -170,11 +182,14 @@ def optout_import(ctx: typer.Context, hash_list: Annotated[Path, typer.Argument(
                   source: Annotated[str, typer.Option("--source")] = "") -> None:
     """Import a hash list: lines `sha256:<hex>` or `pdq:<hex>`."""
     state = state_of(ctx)
-    with state.instance().transaction() as session:
+    instance = state.instance()
+    with instance.transaction() as session:
         items = optout_service.import_hashes(session=session, text=hash_list.read_text(errors="replace"),
                                              source=source or hash_list.name, actor="cli")
         count = len(items)
-    emit(state, {"added": count}, f"imported {count} hash(es)")
+    rescans = _dispatch_rescans(instance)
+    emit(state, {"added": count, "rescans": rescans}, f"imported {count} hash(es); re-scan of the accepted uploads "
+         f"queued: {', '.join(f'#{r}' for r in rescans)}")
 
 
 # check / upload ---------------------------------------------------------------------------------------
@@ -222,7 +237,8 @@ def upload(ctx: typer.Context, username: str, files: Files, signature: Signature
 def _item_json(item: review_service.ReviewItem) -> dict:
     u = item.upload
     return {"upload_id": u.id, "artist": item.artist, "file": u.file_name, "sha256": u.sha256,
-            "state": u.review_state, "times_sent": item.count, "verdict": u.verdict,
+            "state": u.review_state, "times_sent": item.count, "verdict": u.verdict, "reasons": item.reason_codes,
+            "suspensions": list(item.suspensions),
             "decisions": [{"action": d.action, "note": d.note, "at": d.created_at.isoformat()} for d in item.decisions]}
 
 
@@ -240,7 +256,7 @@ def review_list(ctx: typer.Context, admin: Annotated[str, typer.Option("--admin"
         rows = [_item_json(i) for i in items]
     text = "\n".join(f"#{r['upload_id']} {r['artist']}/{r['file']} [{r['state']}] "
                      + (f"(sent {r['times_sent']} times) " if r["times_sent"] > 1 else "")
-                     + ", ".join(x["code"] for x in r["verdict"]["reasons"]) for r in rows)
+                     + ", ".join(r["reasons"]) for r in rows)
     emit(state, {"items": rows}, text or "the review queue is empty")
 
 
@@ -254,6 +270,10 @@ def review_show(ctx: typer.Context, upload_id: int, admin: Annotated[str, typer.
     lines += [f"  reason {r['code']}: {r['detail']}" for r in row["verdict"]["reasons"]]
     lines += [f"  match {m['owner']} {m['method']} score {m['score']} item {m['item_sha256']}"
               for m in row["verdict"]["matches"]]
+    for s in row["suspensions"]:
+        lines.append(f"  {s['reason']} [{s['state']}]: {s['protected']['kind']} #{s['protected']['id']} of "
+                     f"{s['protected']['owner']} (re-scan {s['rescan_id']})")
+        lines += [f"    match {m['method']} score {m['score']} item {m['item_sha256']}" for m in s["matches"]]
     lines += [f"  decision {d['action']} at {d['at']}: {d['note']}" for d in row["decisions"]]
     emit(state, row, "\n".join(lines))
 

@@ -1,4 +1,4 @@
-"""CLI commands of training: train, jobs (list/show/cancel), lora (list/export/delete).
+"""CLI commands of training: train, jobs (list/show/cancel), lora (list/export/delete/retrain).
 
 The operator acts for the artist named on the command line: the services check that the job or model
 belongs to that artist (or that the name is an admin's).
@@ -17,7 +17,8 @@ from mimicsafe.cli import EXIT_REFUSED, app, emit, fail, state_of
 from mimicsafe.training import service
 
 jobs_app = typer.Typer(help="Training jobs: list, show progress, cancel.", no_args_is_help=True)
-lora_app = typer.Typer(help="Trained LoRA models: list, export, delete.", no_args_is_help=True)
+lora_app = typer.Typer(help="Trained LoRA models: list, export, delete, retrain a suspended one.",
+                       no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(lora_app, name="lora")
 
@@ -133,12 +134,14 @@ def lora_list(ctx: typer.Context, username: str) -> None:
     """List USERNAME's trained LoRA models."""
     state = state_of(ctx)
     with state.instance().reading() as session:
+        models = service.list_models(session=session, username=username, actor=username)
+        states = service.model_states(session=session, models=models)
         rows: list[dict[str, Any]] = [
             {"model_id": m.id, "name": m.name, "job_id": m.job_id, "blob_sha256": m.blob_sha256,
-             "created_at": m.created_at.isoformat()}
-            for m in service.list_models(session=session, username=username, actor=username)]
-    emit(state, {"models": rows}, "\n".join(f"{r['model_id']:>5}  {r['name']}  {r['blob_sha256'][:12]}" for r in rows)
-         or "no models")
+             "created_at": m.created_at.isoformat(), "state": states[m.id]}
+            for m in models]
+    emit(state, {"models": rows}, "\n".join(f"{r['model_id']:>5}  {r['name']}  {r['blob_sha256'][:12]}  {r['state']}"
+                                             for r in rows) or "no models")
 
 
 @lora_app.command("export")
@@ -167,3 +170,17 @@ def lora_delete(ctx: typer.Context, username: str, model_id: int) -> None:
     with state.instance().transaction() as session:
         service.delete_model(session=session, model_id=model_id, actor=username)
     emit(state, {"model_id": model_id, "deleted": True}, f"deleted model {model_id}")
+
+
+@lora_app.command("retrain")
+def lora_retrain(ctx: typer.Context, username: str, model_id: int) -> None:
+    """Train a suspended model of USERNAME's again without its suspended uploads (same preset, steps, captions)."""
+    from mimicsafe.jobs import build_queue
+    from mimicsafe.trust.retrain import retrain_without_suspended
+
+    state = state_of(ctx)
+    instance = state.instance()
+    job = retrain_without_suspended(instance=instance, queue=build_queue(instance), model_id=model_id, actor=username)
+    with instance.reading() as session:
+        view = service.get_job(session=session, job_id=job.id, actor=username).to_json()
+    emit(state, view, _job_text(view))

@@ -25,6 +25,7 @@ from mimicsafe.db.engine import (
 from mimicsafe.errors import ValidationFailed
 from mimicsafe.registry import Registry
 from mimicsafe.settings import Settings
+from mimicsafe.trust.index import AcceptedIndex
 
 
 @dataclass
@@ -34,10 +35,12 @@ class Instance:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     registry: Registry = field(init=False)
+    accepted: AcceptedIndex = field(init=False)  # the accepted uploads, for re-scans (mimicsafe.trust)
     read_sessions: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
         self.registry = Registry(self.settings)
+        self.accepted = AcceptedIndex(self.settings)
         self.read_sessions = make_read_session_factory(self.engine)
 
     @contextmanager

@@ -19,6 +19,7 @@ from huey.api import TaskWrapper
 from mimicsafe import index_builds
 from mimicsafe.context import Instance
 from mimicsafe.training.tasks import register_training_tasks
+from mimicsafe.trust.tasks import register_trust_tasks
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def build_queue(instance: Instance) -> Queue:
         return index_builds.build_index(instance).as_dict()
 
     return Queue(huey=huey, tasks={"ping": ping, "index.build": build_index,
-                                   **register_training_tasks(huey, instance)})
+                                   **register_training_tasks(huey, instance), **register_trust_tasks(huey, instance)})
 
 
 def run_worker(queue: Queue, *, workers: int = 1) -> None:

@@ -13,6 +13,7 @@ from mimicsafe.errors import ValidationFailed
 from mimicsafe.imaging import NamedFile, fingerprint_or_refuse
 from mimicsafe.registry import OPTOUT_ADDED
 from mimicsafe.settings import Settings
+from mimicsafe.trust import rescan
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -58,4 +59,6 @@ def _store(session: Session, items: list[OptOutItem], *, actor: str, source: str
     session.flush()
     audit.append(session, actor=actor, action=OPTOUT_ADDED, subject="optout",
                  details={"item_ids": [i.id for i in items], "source": source})
+    # every accepted upload is checked against them by a re-scan job (dispatched after the commit)
+    rescan.request(session, trigger=OPTOUT_ADDED, actor=actor, items=[("optout", i.id) for i in items])
     return items

@@ -18,6 +18,7 @@ from mimicsafe.errors import PermissionDenied, ValidationFailed
 from mimicsafe.imaging import NamedFile, display_name, fingerprint_or_refuse
 from mimicsafe.registry import PORTFOLIO_VERIFIED, Registry
 from mimicsafe.settings import Settings
+from mimicsafe.trust import rescan
 from ownership.fingerprint import Fingerprint
 
 MAX_EVIDENCE_URL = 2048  # the column's length; real links to a post or a shop page are far shorter
@@ -87,6 +88,9 @@ def verify_items(*, session: Session, registry: Registry, username: str, admin: 
     A work that already matches another artist's verified work or the opt-out registry is not
     verified: two people cannot both own one picture, and the first claim stands until an admin
     resolves it. Returns (verified, refused with reason).
+
+    The verified works are queued for a re-scan of every other artist's accepted uploads in this
+    transaction (`mimicsafe.trust.rescan`); the caller dispatches it after the commit, without waiting.
     """
     admin_user = _require_admin(session, admin)
     artist = get_user(session=session, username=username)
@@ -106,6 +110,7 @@ def verify_items(*, session: Session, registry: Registry, username: str, admin: 
         audit.append(session, actor=admin, action=PORTFOLIO_VERIFIED, subject=username,
                      details={"item_id": item.id, "sha256": item.sha256, "note": note})
         verified.append(item)
+    rescan.request(session, trigger=PORTFOLIO_VERIFIED, actor=admin, items=[("portfolio", i.id) for i in verified])
     return verified, refused
 
 

@@ -1,4 +1,7 @@
-"""The admin review queue: rejected uploads wait here; an admin upholds or overrides each, with a note."""
+"""The admin review queue: rejected uploads wait here; an admin upholds or overrides each, with a note.
+
+Accepted uploads that a re-scan suspended (`matches_newly_protected`, `mimicsafe.trust`) wait here too;
+deciding one decides its suspension (and so the models trained on it)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from mimicsafe import audit
 from mimicsafe.accounts import get_user
 from mimicsafe.db.models import ReviewDecision, Upload, User
 from mimicsafe.errors import NotFoundError, PermissionDenied, ValidationFailed
+from mimicsafe.trust import suspension
 from ownership import reasons
 
 ReviewState = Literal["pending", "upheld", "overridden"]
@@ -23,10 +27,20 @@ class ReviewItem:
     artist: str
     decisions: list[ReviewDecision]
     count: int = 1  # how many times the artist sent this file (repeats join the first copy's item)
+    suspensions: tuple[dict, ...] = ()
+    """A re-scan's findings (with the protected work's owner and the matches): admins only."""
 
     @property
     def cross_artist_matches(self) -> list[dict]:
-        return [m for m in self.upload.verdict.get("matches", []) if m["owner"] not in (self.artist,)]
+        found = [m for m in self.upload.verdict.get("matches", []) if m["owner"] not in (self.artist,)]
+        for s in self.suspensions:
+            found += [{**m, "owner": s["protected"]["owner"]} for m in s["matches"]]
+        return found
+
+    @property
+    def reason_codes(self) -> list[str]:
+        codes = [r["code"] for r in self.upload.verdict.get("reasons", [])]
+        return codes + sorted({s["reason"] for s in self.suspensions} - set(codes))
 
 
 def _admin(session: Session, username: str) -> User:
@@ -43,7 +57,8 @@ def list_items(*, session: Session, admin: str, state: ReviewState | None = "pen
         query = query.where(Upload.review_state == state)
     rows = list(session.execute(query.order_by(Upload.id)))
     counts = _copies(session, [upload.id for upload, _ in rows])
-    return [ReviewItem(upload, username, [], counts.get(upload.id, 1)) for upload, username in rows]
+    return [ReviewItem(upload, username, [], counts.get(upload.id, 1),
+                       tuple(suspension.evidence_for_admin(session, upload.id))) for upload, username in rows]
 
 
 def _copies(session: Session, upload_ids: list[int]) -> dict[int, int]:
@@ -66,7 +81,8 @@ def show_item(*, session: Session, admin: str, upload_id: int) -> ReviewItem:
         raise NotFoundError(f"upload {upload_id} is not in the review queue")
     decisions = list(session.scalars(select(ReviewDecision).where(ReviewDecision.upload_id == upload_id)
                                      .order_by(ReviewDecision.id)))
-    return ReviewItem(row[0], row[1], decisions, _copies(session, [upload_id]).get(upload_id, 1))
+    return ReviewItem(row[0], row[1], decisions, _copies(session, [upload_id]).get(upload_id, 1),
+                      tuple(suspension.evidence_for_admin(session, upload_id)))
 
 
 def decide(*, session: Session, admin: str, upload_id: int, action: Literal["approve", "uphold"], note: str,
@@ -82,13 +98,16 @@ def decide(*, session: Session, admin: str, upload_id: int, action: Literal["app
         raise ValidationFailed("note: a review decision needs a note saying why")
     if action not in ("approve", "uphold"):
         raise ValidationFailed(f"action {action!r}: choose approve or uphold")
-    codes = {r["code"] for r in item.upload.verdict.get("reasons", [])}
-    protected = codes & {reasons.MATCHES_OTHER_ARTIST, reasons.MATCHES_OPTOUT}
+    codes = set(item.reason_codes)
+    protected = codes & {reasons.MATCHES_OTHER_ARTIST, reasons.MATCHES_OPTOUT, reasons.MATCHES_NEWLY_PROTECTED}
     if action == "approve" and protected and not override_match:
         matches = ", ".join(f"{m['owner']} ({m['method']}, {m['score']:g})" for m in item.cross_artist_matches)
         raise ValidationFailed(f"upload {upload_id} matches protected work: {matches}. Approving gives another "
                                "person's work to this artist's training; confirm with --override-match and say why")
-    item.upload.review_state = "overridden" if action == "approve" else "upheld"
+    if item.suspensions:  # a re-scan suspended it: the decision is the suspension's, and its models'
+        suspension.decide(session, upload=item.upload, admin=admin_user, action=action, note=note)
+    else:
+        item.upload.review_state = "overridden" if action == "approve" else "upheld"
     decision = ReviewDecision(upload_id=upload_id, admin_id=admin_user.id, action=action, note=note)
     session.add(decision)
     session.flush()

@@ -132,7 +132,7 @@ def _review_item_for(session: Session, user_id: int, sha256: str) -> Upload | No
 
 def _accepted_shas(session: Session, user_id: int) -> set[str]:
     rows = session.scalars(select(Upload.sha256).where(
-        Upload.user_id == user_id, Upload.deleted_at.is_(None),
+        Upload.user_id == user_id, Upload.deleted_at.is_(None), Upload.suspended_at.is_(None),
         or_(Upload.decision == "accepted", Upload.review_state == "overridden")))
     return set(rows)
 
@@ -270,7 +270,9 @@ def upload_files(*, session: Session, blobs: BlobStore, registry: Registry, sett
                      size_bytes=len(file.data),
                      decision=verdict.decision, verdict=verdict.to_json(), policy_version=POLICY_VERSION,
                      review_state="none" if item is not None else review,
-                     repeat_of_id=item.id if item is not None else None)
+                     repeat_of_id=item.id if item is not None else None,
+                     # kept so that a work protected later can find this upload (mimicsafe.trust)
+                     fingerprint=ready.lookup[0].to_bytes() if ready.lookup is not None else None)
         session.add(row)
         session.flush()
         details = {"upload_id": row.id, "sha256": verdict.sha256, "reasons": sorted(codes), "review": review}
@@ -305,7 +307,8 @@ def review_states(session: Session, rows: Sequence[Upload]) -> dict[int, str]:
 
 
 def eligible_uploads(*, session: Session, user_id: int) -> list[Upload]:
-    """What may enter this artist's training set: accepted by the gate, or overridden by an admin."""
+    """What may enter this artist's training set: accepted by the gate, or overridden by an admin, and not
+    suspended since (a work protected later matches it: mimicsafe.trust)."""
     return list(session.scalars(select(Upload).where(
-        Upload.user_id == user_id, Upload.deleted_at.is_(None),
+        Upload.user_id == user_id, Upload.deleted_at.is_(None), Upload.suspended_at.is_(None),
         or_(Upload.decision == "accepted", Upload.review_state == "overridden")).order_by(Upload.id)))

@@ -22,6 +22,9 @@ AI_GENERATED: Final = "ai_generated"
 DUPLICATE: Final = "duplicate"
 LOW_DETAIL: Final = "low_detail"
 
+# Suspended later because … (not a gate verdict: a re-scan's finding about an accepted upload)
+MATCHES_NEWLY_PROTECTED: Final = "matches_newly_protected"
+
 ACCEPT_REASONS: Final = {
     PORTFOLIO_MATCH: "matches the artist's own verified portfolio",
     VALID_SIGNATURE: "carries a valid signature by the artist's registered key",
@@ -42,4 +45,8 @@ REJECT_REASONS: Final = {
     LOW_DETAIL: "too little detail to verify ownership reliably",
 }
 
-ALL_REASONS: Final = {**ACCEPT_REASONS, **REJECT_REASONS}
+SUSPEND_REASONS: Final = {
+    MATCHES_NEWLY_PROTECTED: "an accepted upload matches a work that became protected for someone else later",
+}
+
+ALL_REASONS: Final = {**ACCEPT_REASONS, **REJECT_REASONS, **SUSPEND_REASONS}

@@ -22,11 +22,14 @@ from ui.server import LOGOUT_EVERYWHERE_PATH, LOGOUT_PATH, WebApp
 from ui.tabs import (
     Panel,
     admin_audit,
+    admin_disputes,
+    admin_lineage,
     admin_optout,
     admin_portfolio,
     admin_review,
     admin_users,
     consent,
+    disputes,
     generate,
     keys,
     portfolio,
@@ -71,12 +74,14 @@ def build_main(instance: Instance) -> gr.Blocks:
             gr.Markdown(DEMO_BANNER, elem_id="demo-banner")
         with gr.Column(visible=False, elem_id="artist-area") as artist_area, gr.Tabs():
             artist_panels = [keys.build(instance), portfolio.build(instance), uploads.build(instance),
-                             training.build(instance), generate.build(instance), consent.build(instance)]
+                             training.build(instance), generate.build(instance), disputes.build(instance),
+                             consent.build(instance)]
         with gr.Column(visible=False, elem_id="admin-area") as admin_area:
             status = gr.Markdown(elem_id="status")
             with gr.Tabs():
                 admin_panels = [admin_portfolio.build(instance), admin_review.build(instance),
-                                admin_optout.build(instance), admin_users.build(instance), admin_audit.build(instance)]
+                                admin_optout.build(instance), admin_users.build(instance), admin_audit.build(instance),
+                                admin_disputes.build(instance), admin_lineage.build(instance)]
 
         def load_page(request: gr.Request) -> list[Any]:
             who = caller(instance, request)

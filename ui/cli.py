@@ -15,6 +15,7 @@ from mimicsafe import (  # noqa: F401  (importing a cli_* module registers its c
     cli_gate,  # keys, sign, portfolio, optout, check, upload, review
     cli_provenance,  # generate, watermark, verify
     cli_train,  # train, jobs, lora
+    cli_trust,  # rescan, lineage
 )
 from mimicsafe.cli import app, run, state_of
 

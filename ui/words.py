@@ -20,13 +20,15 @@ FOR_ARTIST = {
     reasons.AI_GENERATED: "it is an AI-generated image",
     reasons.DUPLICATE: "you already uploaded this exact file",
     reasons.LOW_DETAIL: "it has too little detail to check reliably",
+    reasons.MATCHES_NEWLY_PROTECTED: "it matches a work that became protected for someone else after you "
+                                     "uploaded it; it is suspended while an admin reviews it",
 }
 
 # The witnesses `mimicsafe verify` asks, as the Generate and Check-an-image tabs name them.
 WITNESSES = {"c2pa": "Content Credentials (C2PA)", "watermark": "invisible watermark", "fingerprint": "fingerprint"}
 
 # Details the gate wrote that could describe someone else's work are not repeated to the artist.
-_DETAIL_HIDDEN = {reasons.MATCHES_OTHER_ARTIST, reasons.MATCHES_OPTOUT}
+_DETAIL_HIDDEN = {reasons.MATCHES_OTHER_ARTIST, reasons.MATCHES_OPTOUT, reasons.MATCHES_NEWLY_PROTECTED}
 
 
 def reason_line(reason: dict) -> str:
@@ -40,8 +42,13 @@ def reason_line(reason: dict) -> str:
     return text
 
 
-def review_line(decision: str, review_state: str) -> str:
+def review_line(decision: str, review_state: str, *, suspended: bool = False) -> str:
     """What happens next (or happened) to an upload, in words."""
+    if suspended:
+        return {"upheld": "suspended: an admin reviewed the match and kept it out of training; retrain your "
+                          "model without it (Train tab)"}.get(
+            review_state, "suspended, under review: it matches a work that became protected for someone else "
+                          "after you uploaded it")
     if decision == "accepted":
         return "ready for training"
     return {

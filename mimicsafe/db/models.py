@@ -91,7 +91,8 @@ class PortfolioItem(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)  # also the blob key
     file_name: Mapped[str] = mapped_column(String(255))
     evidence_url: Mapped[str | None] = mapped_column(String(2048))
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|verified|denied
+    # pending|verified|denied, or transferred (a dispute moved it to the claimant's portfolio)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     pdq: Mapped[bytes | None] = mapped_column(LargeBinary)
     pdq_quality: Mapped[int | None]
     fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary)  # ownership.fingerprint serialised
@@ -135,6 +136,10 @@ class Upload(Base):
     # A rejected file the artist had already sent (same artist, same SHA-256) joins the first copy's review
     # item: this points at that upload, and the repeat is not queued again (mimicsafe/uploads.py).
     repeat_of_id: Mapped[int | None] = mapped_column(ForeignKey("uploads.id"), index=True)
+    # Added by migration 0004 (trust over time): the fingerprint the gate computed, so that a work
+    # protected later can be searched against the accepted uploads; set while a re-scan suspended it.
+    fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary)
+    suspended_at: Mapped[datetime | None]
 
 
 class ReviewDecision(Base):
@@ -160,6 +165,15 @@ class Dataset(Base):
     item_count: Mapped[int]
     policy_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetUpload(Base):
+    """Which uploads a dataset's manifest lists, as rows: lineage reads it in both directions."""
+
+    __tablename__ = "dataset_uploads"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    upload_id: Mapped[int] = mapped_column(ForeignKey("uploads.id"), primary_key=True, index=True)
 
 
 class TrainingJob(Base):
@@ -198,6 +212,8 @@ class LoraModel(Base):
     provenance: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
+    # Added by migration 0004: outputs withheld because they reproduced a protected work.
+    blocked_outputs: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Generation(Base):
@@ -214,6 +230,73 @@ class Generation(Base):
     pdq: Mapped[bytes | None] = mapped_column(LargeBinary)
     fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Rescan(Base):
+    """A re-scan of the accepted uploads against works that just became protected (a Huey job).
+
+    `items` lists the protected works ({"kind": "portfolio"|"optout", "id": row id}); `position` is how
+    many are done, committed after each, so an interrupted re-scan resumes where it stopped."""
+
+    __tablename__ = "rescans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(64))  # the audit action that protected the works
+    actor: Mapped[str] = mapped_column(String(64))
+    items: Mapped[list[Any]] = mapped_column(JSON)
+    position: Mapped[int] = mapped_column(default=0)
+    total: Mapped[int] = mapped_column(default=0)
+    suspended: Mapped[int] = mapped_column(default=0)  # uploads suspended by this re-scan so far
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # queued|running|done|failed
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Suspension(Base):
+    """An accepted upload that a work protected later matches (`matches_newly_protected`), with the
+    evidence and the admin's decision. While open or upheld, the upload is ineligible and every model
+    trained on a dataset that lists it is suspended."""
+
+    __tablename__ = "suspensions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    upload_id: Mapped[int] = mapped_column(ForeignKey("uploads.id"), index=True)
+    rescan_id: Mapped[int | None] = mapped_column(ForeignKey("rescans.id"))
+    reason: Mapped[str] = mapped_column(String(64))
+    protected_kind: Mapped[str] = mapped_column(String(16))  # portfolio|optout
+    protected_id: Mapped[int]
+    protected_key: Mapped[str] = mapped_column(String(80))  # the registry key the gate's match names
+    protected_owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    evidence: Mapped[dict[str, Any]]
+    prior_review_state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open|upheld|overridden
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Dispute(Base):
+    """Someone claims that a verified work is theirs. The work stays protected (for its owner) while the
+    dispute is open; an admin keeps it with the owner or transfers it to the claimant."""
+
+    __tablename__ = "disputes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("portfolio_items.id"), index=True)
+    claimant_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))  # the owner when the claim was made
+    evidence_url: Mapped[str | None] = mapped_column(String(2048))
+    note: Mapped[str] = mapped_column(Text, default="")
+    files: Mapped[list[Any]] = mapped_column(JSON)  # [{"name", "sha256", "bytes"}], stored as blobs
+    state: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open|kept|transferred
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decision_note: Mapped[str] = mapped_column(Text, default="")
+    new_item_id: Mapped[int | None] = mapped_column(ForeignKey("portfolio_items.id"))  # the claimant's, if moved
 
 
 class AuditEntry(Base):

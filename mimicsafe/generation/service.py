@@ -1,14 +1,17 @@
 """Generation: reference images and sheets in an artist's style, each one marked and recorded.
 
 `generate` reads as the steps it takes:
-1. Check who asks: only the LoRA's owner or an admin; the model must exist, be the artist's and not
-   deleted, and the artist must not have withdrawn consent. Read the LoRA through the blob store
-   (hash verified) and, for a palette sheet, the artist's own accepted works.
+1. Check who asks: only the LoRA's owner or an admin; the model must exist, be the artist's, not be
+   deleted or suspended (`mimicsafe.trust`), and the artist must not have withdrawn consent. Read the
+   LoRA through the blob store (hash verified) and, for a palette sheet, the artist's own accepted works.
 2. Render: attach the LoRA to the base pipeline and denoise, reporting every step and stopping at
    the next one when cancelled (nothing is stored then).
 3. For each output: allocate its 64-bit generation id (the watermark payload), compose the sheet or
    draw the label, then mark it (watermark → fingerprint → PNG + XMP → C2PA; `provenance.marking`).
-4. Store each file as a blob, then in one transaction its `Generation` row (with the fingerprint) and
+4. Withhold every output that reproduces another artist's protected work or an opt-out work (its
+   fingerprint against the gate's registry; `mimicsafe.trust.regurgitation`): not stored, not shown,
+   counted on the model and audited with the evidence.
+5. Store each file as a blob, then in one transaction its `Generation` row (with the fingerprint) and
    the audit entry `generation.register` that puts it in the registry: from then on the gate rejects
    it as `ai_generated` and `verify_image` recognises it.
 """
@@ -41,6 +44,7 @@ from mimicsafe.provenance.marking import MarkedImage, mark_image
 from mimicsafe.provenance.metadata import GenerationFacts
 from mimicsafe.registry import GENERATION_REGISTERED
 from mimicsafe.training.config import library_versions
+from mimicsafe.trust import regurgitation, suspension
 from mimicsafe.uploads import eligible_uploads
 from ownership.decode import decode_image
 from ownership.errors import DecodeError
@@ -49,6 +53,8 @@ Progress = Callable[[int, int], None]
 """Called as progress(steps_done, steps_total) after every denoising step."""
 Cancel = Callable[[], bool]
 """Polled after every step; returning True stops the generation (GenerationCancelled)."""
+Withheld = Callable[[int], None]
+"""Called with how many outputs were withheld for reproducing a protected work (when some were)."""
 
 MAX_PALETTE_WORKS = 64
 _VERSIONED = ("mimicsafe", "torch", "diffusers", "transformers", "peft", "c2pa-python")
@@ -117,6 +123,7 @@ def _authorise(session: Session, *, actor: str, username: str, model_id: int) ->
         raise NotFoundError(f"{username} has no model #{model_id}")
     if artist.consent_withdrawn_at is not None:
         raise PermissionDenied(f"{username} withdrew consent; their models are no longer used")
+    suspension.require_usable(session, model)  # trained on a work protected for someone else since
     return artist, model
 
 
@@ -248,7 +255,28 @@ def _params(instance: Instance, request: _Request, config: GenerationConfig, fac
     }
 
 
-# 4. store ---------------------------------------------------------------------------------------------
+# 4. withhold reproductions ----------------------------------------------------------------------------
+
+
+def _withhold_reproductions(instance: Instance, request: _Request,
+                            items: list[tuple[GenerationFacts, MarkedImage, dict[str, Any]]]
+                            ) -> list[tuple[GenerationFacts, MarkedImage, dict[str, Any]]]:
+    kept, withheld = [], []
+    with instance.reading() as session:
+        for facts, marked, params in items:
+            found = regurgitation.reproduced(session, instance.registry, marked.fingerprint, artist=request.artist)
+            if found:
+                withheld.append(regurgitation.Withheld(facts.seed, facts.kind, tuple(found)))
+            else:
+                kept.append((facts, marked, params))
+    if withheld:
+        with instance.transaction() as session:
+            regurgitation.record(session, actor=request.actor, artist=request.artist, model_id=request.model_id,
+                                 withheld=withheld)
+    return kept
+
+
+# 5. store ---------------------------------------------------------------------------------------------
 
 
 def _store(instance: Instance, request: _Request, items: list[tuple[GenerationFacts, MarkedImage, dict[str, Any]]]
@@ -274,9 +302,12 @@ def _store(instance: Instance, request: _Request, items: list[tuple[GenerationFa
 
 
 def generate(*, instance: Instance, actor: str, username: str, model_id: int, config: GenerationConfig,
-             progress: Progress | None = None, cancel: Cancel | None = None) -> list[GeneratedImage]:
+             progress: Progress | None = None, cancel: Cancel | None = None,
+             withheld: Withheld | None = None) -> list[GeneratedImage]:
     """Generate with `username`'s model `model_id` as `actor` (that artist or an admin); store and return
-    every output, each watermarked, fingerprinted, credentialed and registered."""
+    every output, each watermarked, fingerprinted, credentialed and registered — except outputs that
+    reproduce a protected work of someone else: those are withheld (`withheld(count)` is told how many;
+    `OutputWithheld` is raised when that is all of them)."""
     # 1. Authorise and read what the run needs.
     request = _prepare(instance, actor=actor, username=username, model_id=model_id, config=config)
     seed = config.seed if config.seed is not None else secrets.randbelow(2**62)
@@ -310,5 +341,13 @@ def generate(*, instance: Instance, actor: str, username: str, model_id: int, co
                          signer=credentials.signer_subject, versions=versions)
         items.append((facts, marked, params))
 
-    # 4. Store and register.
-    return _store(instance, request, items)
+    # 4. Withhold what reproduces someone else's protected work.
+    kept = _withhold_reproductions(instance, request, items)
+    if not kept:
+        raise regurgitation.OutputWithheld(f"{regurgitation.FOR_ARTIST}; nothing was stored. Try another prompt "
+                                           "or seed.")
+    if len(kept) < len(items) and withheld is not None:
+        withheld(len(items) - len(kept))
+
+    # 5. Store and register.
+    return _store(instance, request, kept)

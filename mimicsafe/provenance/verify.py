@@ -10,7 +10,8 @@
    registry.
 
 The report names the generation (artist, model, time, prompt hash — never the prompt or the image)
-and which witnesses know it, or says that none does. Nothing is stored.
+and which witnesses know it, or says that none does; and, while the model that made it is suspended,
+says so (`suspension`: made by a model under review). Nothing is stored.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mimicsafe.provenance.content_credentials import ContentCredentialsError, Ma
 from mimicsafe.provenance.credentials import load_credentials
 from mimicsafe.provenance.metadata import prompt_sha256
 from mimicsafe.provenance.watermark import MIN_SIDE, Detection, detect
+from mimicsafe.trust import suspension
 from ownership.decode import decode_image, sniff_format
 from ownership.errors import DecodeError
 from ownership.policy import GENERATED_OWNER
@@ -52,12 +54,14 @@ class GenerationRecord:
     prompt_sha256: str
     kind: str
     image_sha256: str
+    suspension: str | None = None
+    """Set while the model that made it is suspended (trained on a work now protected for someone else)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"generation_id": self.generation_id, "public_id": self.public_id, "artist": self.artist,
                 "model": {"id": self.model_id, "name": self.model_name},
                 "created_at": self.created_at.isoformat(timespec="seconds"), "prompt_sha256": self.prompt_sha256,
-                "kind": self.kind, "image_sha256": self.image_sha256}
+                "kind": self.kind, "image_sha256": self.image_sha256, "suspension": self.suspension}
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,9 @@ def _record(session: Session, row: Generation) -> GenerationRecord:
         generation_id=row.id, public_id=row.watermark_payload or "", artist=artist.username if artist else "?",
         model_id=row.lora_model_id, model_name=model.name if model else None, created_at=row.created_at,
         prompt_sha256=str(row.params.get("prompt_sha256") or prompt_sha256(row.prompt)),
-        kind=str(row.params.get("kind", "image")), image_sha256=row.image_sha256)
+        kind=str(row.params.get("kind", "image")), image_sha256=row.image_sha256,
+        suspension=suspension.FOR_VERIFY if model is not None and suspension.model_suspended_uploads(session, model)
+        else None)
 
 
 def _by_public_id(session: Session, public_id: str | None) -> Generation | None:

@@ -8,11 +8,12 @@ job is submitted and stored in a `Dataset` row.
 naming the item, if
 - the manifest no longer hashes to its recorded SHA-256;
 - the artist's account is disabled or they withdrew consent;
-- an upload was deleted, or its review was overturned (no longer accepted or admin-approved);
+- an upload was deleted, or its review was overturned (no longer accepted or admin-approved), or a
+  work protected later matches it (suspended by a re-scan, `mimicsafe.trust`);
 - an upload was accepted only on a signature whose key has since been revoked;
 - an image now matches another artist's verified work, the opt-out registry or a generated image
   that it did not match when it was accepted (an admin's explicit override covers only the matches
-  they saw);
+  they saw, at the gate or after a re-scan);
 - the stored bytes differ from the SHA-256 (the blob store verifies every read).
 """
 
@@ -28,13 +29,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mimicsafe.blobs import BlobStore
-from mimicsafe.db.models import ArtistKey, Dataset, Upload, User
+from mimicsafe.db.models import ArtistKey, Dataset, DatasetUpload, Upload, User
 from mimicsafe.errors import BlobError, NotFoundError, ValidationFailed
 from mimicsafe.imaging import decode_limits, fingerprint_of
 from mimicsafe.registry import Registry
 from mimicsafe.settings import Settings
 from mimicsafe.training.errors import DatasetRefused
 from mimicsafe.training.items import TrainingItem
+from mimicsafe.trust.suspension import overridden_keys
 from mimicsafe.uploads import eligible_uploads
 from ownership import reasons
 from ownership.decode import decode_image
@@ -97,6 +99,9 @@ def store_dataset(*, session: Session, user: User, manifest: dict[str, Any]) -> 
         return existing
     session.add(dataset)
     session.flush()
+    session.add_all(DatasetUpload(dataset_id=dataset.id, upload_id=upload_id)
+                    for upload_id in sorted({int(item["upload_id"]) for item in manifest["items"]}))
+    session.flush()
     return dataset
 
 
@@ -127,6 +132,9 @@ def _load_one(session: Session, blobs: BlobStore, registry: Registry, settings: 
         raise DatasetRefused(f"{label} is not {user.username}'s upload with that content", item=label)
     if upload.deleted_at is not None:
         raise DatasetRefused(f"{label} was deleted", item=label)
+    if upload.suspended_at is not None:
+        raise DatasetRefused(f"{label} is suspended, under review: it matches a work that became protected "
+                             "for someone else", item=label)
     if not (upload.decision == "accepted" or upload.review_state == "overridden"):
         raise DatasetRefused(f"{label} is no longer eligible: its review is now {upload.review_state!r}", item=label)
     _check_keys(upload, label, revoked_keys)
@@ -161,6 +169,7 @@ def _check_new_matches(session: Session, registry: Registry, settings: Settings,
                        label: str,
                        image: Any) -> None:
     seen = {m["item_sha256"] for m in upload.verdict.get("matches", [])}
+    seen |= overridden_keys(session, upload.id)  # matches an admin overrode after a re-scan
     for match in registry.search(session, fingerprint_of(image, settings), sha256=upload.sha256):
         if match.owner != user.username and match.item_sha256 not in seen:
             who = {"optout": "the do-not-train registry", "generated": "an image generated here"}.get(

@@ -25,6 +25,7 @@ from mimicsafe.settings import Settings
 from mimicsafe.training.config import load_preset
 from mimicsafe.training.errors import JobConflict
 from mimicsafe.training.manifest import build_manifest, dataset_row, load_items, store_dataset
+from mimicsafe.trust import suspension
 
 ACTIVE = ("queued", "running")
 FINISHED = ("completed", "failed", "cancelled")
@@ -113,10 +114,12 @@ def _submitter(session: Session, *, username: str, actor: str, lock: bool = Fals
 
 
 def submit_training(*, instance: Instance, queue: Any, username: str, actor: str, preset: str = "tiny",
-                    steps: int | None = None, captions: Mapping[str, str] | None = None) -> TrainingJob:
+                    steps: int | None = None, captions: Mapping[str, str] | None = None,
+                    retrain_of: int | None = None) -> TrainingJob:
     """Make the dataset manifest from the artist's eligible uploads, check every item now, queue a job.
 
     `captions` maps image file names (or their stems, as `cat.txt` names `cat.png`) to captions.
+    `retrain_of` names the suspended model this job replaces (recorded in the audit entry).
     """
     if steps is not None and steps < 1:
         raise ValidationFailed(f"steps: must be at least 1, got {steps}")
@@ -144,7 +147,8 @@ def submit_training(*, instance: Instance, queue: Any, username: str, actor: str
         session.flush()
         audit.append(session, actor=actor, action="training.submit", subject=username,
                      details={"job_id": job.id, "dataset_id": dataset.id, "manifest_sha256": dataset.manifest_sha256,
-                              "items": dataset.item_count, "preset": preset, "steps": config.max_train_steps})
+                              "items": dataset.item_count, "preset": preset, "steps": config.max_train_steps,
+                              **({"retrain_of": retrain_of} if retrain_of is not None else {})})
     try:
         queue.enqueue("train_lora", job.id)
     except Exception as exc:
@@ -220,6 +224,13 @@ def list_models(*, session: Session, username: str, actor: str) -> list[LoraMode
                                 .order_by(LoraModel.id)))
 
 
+def model_states(*, session: Session, models: list[LoraModel]) -> dict[int, str]:
+    """Each model's state as its artist may see it: "ready", or "suspended, under review" (trained on a
+    work protected for someone else since; `mimicsafe.trust`)."""
+    suspended = suspension.suspended_model_ids(session, [m.id for m in models])
+    return {m.id: suspension.FOR_ARTIST if m.id in suspended else "ready" for m in models}
+
+
 def kohya_blob_sha256(provenance: Mapping[str, Any] | None) -> str | None:
     """The blob of a model's kohya-format export, recorded in its provenance (None if there is none)."""
     value = (provenance or {}).get("kohya_blob_sha256")
@@ -233,6 +244,7 @@ def export_model(*, instance: Instance, model_id: int, actor: str,
         raise ValidationFailed(f"format {fmt!r}: choose diffusers or kohya")
     with instance.reading() as session:
         model = _model(session, model_id, _actor(session, actor))
+        suspension.require_usable(session, model)
         sha256 = model.blob_sha256 if fmt == "diffusers" else kohya_blob_sha256(model.provenance)
         if sha256 is None:
             raise NotFoundError(f"model {model.id} has no kohya-format export")

@@ -137,6 +137,21 @@ def bob_deletes_alices_model(world, bob: Client) -> None:
             f"model {world.alice_model_id} does not exist")
 
 
+def bob_retrains_alices_model(world, bob: Client) -> None:
+    refused(lambda: bob.predict(world.alice_model_id, api_name="/artist_model_retrain"),
+            f"model {world.alice_model_id} does not exist")
+
+
+def bob_lists_disputes(world, bob: Client) -> None:
+    claims, _ = bob.predict(api_name="/artist_disputes_list")  # only claims bob opened: none
+    assert [row for row in claims["data"] if any(row)] == []
+
+
+def bob_claims_through_alices_upload(world, bob: Client) -> None:
+    refused(lambda: bob.predict(world.alice_rejected_id, "https://example.org/x", None, "mine",
+                                api_name="/artist_dispute_open"), f"you have no upload #{world.alice_rejected_id}")
+
+
 def bob_generates_with_alices_model(world, bob: Client) -> None:
     refused(lambda: bob.predict("a cat", "", world.alice_model_id, "single images", 1, 2, 1.0, None,
                                 api_name="/artist_generate"), f"bob has no model #{world.alice_model_id}")
@@ -163,7 +178,10 @@ BOB_ON_ALICE = {
     "/artist_training_cancel": [bob_cancels_alices_job],
     "/artist_model_download": [bob_downloads_alices_model],
     "/artist_model_delete": [bob_deletes_alices_model],
+    "/artist_model_retrain": [bob_retrains_alices_model],
     "/artist_generate": [bob_generates_with_alices_model],
+    "/artist_disputes_list": [bob_lists_disputes],
+    "/artist_dispute_open": [bob_claims_through_alices_upload],
     "/artist_generate_stop": [bob_stops_generating],
 }
 
@@ -208,6 +226,11 @@ def admin_calls(world) -> dict[str, tuple]:
         "/admin_users_logout": ("root",),
         "/admin_audit_list": ("", "", 50),
         "/admin_audit_verify": (),
+        "/admin_lineage_show": ("upload", world.alice_upload_id),
+        "/admin_disputes_list": (),
+        "/admin_dispute_show": (1,),
+        "/admin_dispute_keep": (1, "no"),
+        "/admin_dispute_transfer": (1, "yes"),
     }
 
 
@@ -244,8 +267,10 @@ def test_an_admin_is_refused_the_artist_pages(world) -> None:
         "/artist_training_list": (), "/artist_training_start": ("tiny", 5),
         "/artist_training_job": (world.alice_job_id,), "/artist_training_cancel": (world.alice_job_id,),
         "/artist_model_download": (world.alice_model_id, "kohya"), "/artist_model_delete": (world.alice_model_id,),
+        "/artist_model_retrain": (world.alice_model_id,),
         "/artist_generate": ("a cat", "", world.alice_model_id, "single images", 1, 2, 1.0, None),
         "/artist_generate_stop": (),
+        "/artist_disputes_list": (), "/artist_dispute_open": (world.alice_rejected_id, "https://e.org", None, "x"),
     }
     assert {e for e in named_endpoints(root) if e.startswith("/artist_")} == set(calls)
     all_refused(root, calls, ARTIST_REFUSAL)

@@ -112,7 +112,8 @@ def test_portfolio_works_wait_for_an_admin_who_verifies_or_denies_them(world) ->
 
     refused(lambda: root.predict(ids["bob-comic.png"], "", api_name="/admin_portfolio_deny"), "say why")
     message, *_ = root.predict(ids["bob-comic.png"], "post dated 2021 checked", api_name="/admin_portfolio_verify")
-    assert message == f"Verified #{ids['bob-comic.png']}: it is now protected."
+    assert message == (f"Verified #{ids['bob-comic.png']}: it is now protected; the accepted uploads are "
+                       "re-scanned against it in the background.")
     message, *_ = root.predict(ids["bob-claims.jpg"], "", api_name="/admin_portfolio_verify")
     assert message.startswith("Not verified: matches a protected work of alice")
 
@@ -169,14 +170,16 @@ def test_the_opt_out_registry_blocks_works_of_people_who_never_signed_up(world) 
     stranger = world.files / "stranger.png"
     stranger.write_bytes(png_bytes(artwork(9, 9)))
     message, *_ = root.predict([handle_file(str(stranger))], "asked by mail, 2024-05-01", api_name="/admin_optout_add")
-    assert message == "Added 1 work(s) to the do-not-train registry."
+    assert message == ("Added 1 work(s) to the do-not-train registry; the accepted uploads are re-scanned against "
+                       "them in the background.")
     cards, *_ = bob.predict([handle_file(str(stranger))], [], api_name="/artist_uploads_submit")
     assert "never be used for training" in cards
 
     refused(lambda: root.predict(None, "sha256:nothex", "list", api_name="/admin_optout_import"), "line 1")
     message, _, _, summary, table = root.predict(None, "# two works\nsha256:" + "ab" * 32 + "\npdq:" + "cd" * 32,
                                                  "registry.example", api_name="/admin_optout_import")
-    assert message == "Imported 2 hash(es)." and "**3** work(s) registered" in summary
+    assert message == "Imported 2 hash(es); the accepted uploads are re-scanned against them in the background."
+    assert "**3** work(s) registered" in summary
 
 
 def test_login_form_redirects_and_logout_ends_the_browser_session(world) -> None:

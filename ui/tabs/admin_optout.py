@@ -6,6 +6,7 @@ import gradio as gr
 
 from mimicsafe import optout as optout_service
 from mimicsafe.context import Instance
+from mimicsafe.trust import rescan
 from ui import queries
 from ui.files import IMAGE_TYPES, read_uploads, required_uploads
 from ui.guard import refusals, require_admin
@@ -63,7 +64,9 @@ def build(instance: Instance) -> Panel:
         with instance.transaction() as session:
             count = len(optout_service.add_files(session=session, settings=settings, files=uploaded,
                                                  source=(source or "").strip(), actor=who.username))
-        return (f"Added {count} work(s) to the do-not-train registry.", None, *view())
+        rescan.start(instance)  # after the commit: the accepted uploads are checked in the background
+        return (f"Added {count} work(s) to the do-not-train registry; the accepted uploads are re-scanned "
+                "against them in the background.", None, *view())
 
     @refusals
     def import_hashes(path: str | None, text: str, source: str, request: gr.Request) -> tuple:
@@ -73,7 +76,9 @@ def build(instance: Instance) -> Panel:
         label = (source or "").strip() or (uploaded[0].name if uploaded else "pasted list")
         with instance.transaction() as session:
             count = len(optout_service.import_hashes(session=session, text=content, source=label, actor=who.username))
-        return (f"Imported {count} hash(es).", None, "", *view())
+        rescan.start(instance)
+        return (f"Imported {count} hash(es); the accepted uploads are re-scanned against them in the background.",
+                None, "", *view())
 
     outputs = [summary, registry_table]
     add.click(add_files, [files, file_source], [message, files, *outputs], api_name="admin_optout_add")

@@ -6,6 +6,7 @@ import gradio as gr
 
 from mimicsafe import portfolio as portfolio_service
 from mimicsafe.context import Instance
+from mimicsafe.trust import rescan
 from ui import queries
 from ui.guard import refusals, require_admin
 from ui.images import stored_thumbnail
@@ -80,13 +81,16 @@ def build(instance: Instance) -> Panel:
                 verified, refused = portfolio_service.verify_items(
                     session=session, registry=instance.registry, username=artist, admin=who.username,
                     note=note or "", item_ids=[work.id])
-                text = (f"Verified #{work.id}: it is now protected." if verified else
+                text = (f"Verified #{work.id}: it is now protected; the accepted uploads are re-scanned "
+                        "against it in the background." if verified else
                         "Not verified: " + "; ".join(plain(why) for _, why in refused) if refused else
                         f"#{work.id} is not pending any more.")
             else:
                 denied = portfolio_service.deny_items(session=session, username=artist, admin=who.username,
                                                       note=note or "", item_ids=[work.id])
                 text = f"Denied #{work.id}." if denied else f"#{work.id} is not pending any more."
+        if verify:
+            rescan.start(instance)  # after the commit; the page does not wait for it
         return (text, "", None, "", *view())
 
     @refusals

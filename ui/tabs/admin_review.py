@@ -1,5 +1,5 @@
-"""Admin tab: the review queue of rejected uploads — side by side with what they matched; uphold or
-override with a required note."""
+"""Admin tab: the review queue of rejected uploads (and of accepted ones a re-scan suspended) — side by
+side with what they matched; uphold or override with a required note."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def build(instance: Instance) -> Panel:
     with gr.Tab("Review queue", id="admin-review") as tab:
         with gr.Row(equal_height=False):
             state = gr.Dropdown(STATES, value="pending", label="State", min_width=140)
-            reason = gr.Dropdown([ANY_REASON, *reasons.REJECT_REASONS], value=ANY_REASON, label="Reason", min_width=180)
+            reason = gr.Dropdown([ANY_REASON, *reasons.REJECT_REASONS, *reasons.SUSPEND_REASONS], value=ANY_REASON,
+                                 label="Reason", min_width=180)
             order = gr.Dropdown(SORTS, value="oldest first", label="Sort", min_width=140)
             refresh = gr.Button("Refresh", min_width=100)
         empty = gr.Markdown()
@@ -77,13 +78,13 @@ def build(instance: Instance) -> Panel:
             items = review_service.list_items(session=session, admin=admin,
                                               state=None if state_value == "all" else state_value)  # type: ignore[arg-type]
             if reason_value and reason_value != ANY_REASON:
-                items = [i for i in items if reason_value in {r["code"] for r in i.upload.verdict["reasons"]}]
+                items = [i for i in items if reason_value in i.reason_codes]
             if order_value == "newest first":
                 items.reverse()
             elif order_value == "artist":
                 items.sort(key=lambda i: (i.artist, i.upload.id))
             rows = [[i.upload.id, i.artist, i.upload.file_name,
-                     ", ".join(r["code"] for r in i.upload.verdict["reasons"]), best_match(i.upload.verdict),
+                     ", ".join(i.reason_codes), best_match(i.upload.verdict),
                      i.upload.review_state + (" (deleted)" if i.upload.deleted_at else ""), when(i.upload.created_at),
                      i.count]
                     for i in items]
@@ -105,8 +106,13 @@ def build(instance: Instance) -> Panel:
         with instance.reading() as session:
             found = review_service.show_item(session=session, admin=who.username, upload_id=number)
             upload, verdict = found.upload, found.upload.verdict
+            later = [{**m, "owner": s["protected"]["owner"]} for s in found.suspensions for m in s["matches"]]
             views = [queries.match_view(session, m, viewer=who.username, viewer_is_admin=True)
-                     for m in verdict.get("matches", [])]
+                     for m in [*verdict.get("matches", []), *later]]
+            suspended = [f"- `{code_of(s)}` ({plain(s['state'])}): {plain(s['protected']['kind'])} "
+                         f"#{s['protected']['id']} of {plain(s['protected']['owner'])}, found by re-scan "
+                         f"#{s['rescan_id']} on {plain(str(s['created_at']))}"
+                         for s in found.suspensions]
             history = queries.artist_history(session, found.artist)
             decisions = [f"- {when(d.created_at)} **{plain(d.action)}** by {plain(admin)}: {plain(d.note)}"
                          for d, admin in queries.decisions_for(session, upload.id)]
@@ -117,6 +123,9 @@ def build(instance: Instance) -> Panel:
                  f"{plain(upload.review_state)}" + (f" · sent {found.count} times" if found.count > 1 else ""),
                  f"SHA-256 `{sha256}`" + (" · **image deleted (the artist withdrew consent)**" if deleted else ""),
                  "\n**Reasons**", *[f"- `{code_of(r)}`: {plain(r['detail'])}" for r in verdict["reasons"]],
+                 *(["\n**Suspended later** (the gate accepted it; a work protected afterwards matches it; "
+                    "its datasets are tainted and the models trained on them suspended)", *suspended]
+                   if suspended else []),
                  "\n**Matches** (method, score: PDQ distance — lower is closer; local features — verified points)",
                  *([f"- {plain(v.caption)}" for v in views] or ["- none"]),
                  f"\n**Signature:** {signature_status(verdict)}",

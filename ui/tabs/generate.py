@@ -15,6 +15,7 @@ from mimicsafe.generation import service as generation
 from mimicsafe.generation.config import MAX_BATCH, SHEET_KINDS, GenerationConfig
 from mimicsafe.provenance.verify import verify_image
 from mimicsafe.training import service as training
+from mimicsafe.trust import regurgitation
 from ui.files import file_for_download
 from ui.guard import refusals, require_artist
 from ui.tabs import Panel, as_id, required_id
@@ -81,17 +82,21 @@ def build(instance: Instance) -> Panel:
         key = session_key(request, who.username)
         stop_event = stops.setdefault(key, threading.Event())
         stop_event.clear()
+        withheld_counts: list[int] = []
+
         def drawn(done: int, total: int) -> None:
             progress((done, total), desc="Drawing")
 
         try:
             progress(0, desc="Loading the model")
             images = generation.generate(instance=instance, actor=who.username, username=who.username,
-                                         model_id=number, config=config, progress=drawn, cancel=stop_event.is_set)
+                                         model_id=number, config=config, progress=drawn, cancel=stop_event.is_set,
+                                         withheld=withheld_counts.append)
         finally:
             stops.pop(key, None)  # the session's entry lives only while it generates
         progress(1, desc="Checking each output with verify")
-        lines = [verification_line(instance, image) for image in images]
+        notes = [f"**{count} output(s) not shown: {regurgitation.FOR_ARTIST}.**" for count in withheld_counts]
+        lines = [*notes, *(verification_line(instance, image) for image in images)]
         pictures = [(Image.open(io.BytesIO(image.png)), image.public_id) for image in images]
         downloads = [file_for_download(f"mimicsafe-{image.public_id}.png", image.png) for image in images]
         return pictures, "\n".join(lines), downloads

@@ -14,6 +14,7 @@ from mimicsafe.accounts import get_user
 from mimicsafe.context import Instance
 from mimicsafe.training import service as training
 from mimicsafe.training.config import PRESET_NAMES
+from mimicsafe.trust.retrain import retrain_without_suspended
 from mimicsafe.uploads import eligible_uploads
 from ui.files import file_for_download
 from ui.guard import refusals, require_artist
@@ -21,7 +22,7 @@ from ui.images import stored_thumbnail
 from ui.markup import html_text
 from ui.tabs import Panel, as_id, required_id, table, when
 
-MODEL_HEADERS = ["#", "Name", "Dataset manifest (SHA-256)", "Images", "Trained"]
+MODEL_HEADERS = ["#", "Name", "Dataset manifest (SHA-256)", "Images", "Trained", "State"]
 REFRESH_SECONDS = 2.0
 
 
@@ -80,6 +81,7 @@ def build(instance: Instance) -> Panel:
             fmt = gr.Radio(["diffusers", "kohya"], value="diffusers", label="Format", min_width=200)
             download = gr.Button("Download", min_width=120)
             delete = gr.Button("Delete model", variant="stop", min_width=120)
+            retrain = gr.Button("Retrain without suspended uploads", min_width=160)
         exported = gr.File(label="Download", interactive=False)
         message = gr.Markdown()
 
@@ -103,8 +105,9 @@ def build(instance: Instance) -> Panel:
     def models_view(username: str) -> tuple:
         with instance.reading() as session:
             models = training.list_models(session=session, username=username, actor=username)
+            states = training.model_states(session=session, models=models)
             rows = [[m.id, m.name, m.provenance.get("mimicsafe.dataset_manifest_sha256", ""),
-                     m.provenance.get("mimicsafe.item_count", ""), when(m.created_at)] for m in models]
+                     m.provenance.get("mimicsafe.item_count", ""), when(m.created_at), states[m.id]] for m in models]
             choices = [(f"#{m.id} {m.name}", m.id) for m in models]
             user = get_user(session=session, username=username)
             count = len(eligible_uploads(session=session, user_id=user.id))
@@ -159,6 +162,14 @@ def build(instance: Instance) -> Panel:
             training.delete_model(session=session, model_id=number, actor=who.username)
         return (f"Model #{number} deleted.", None, *models_view(who.username))
 
+    @refusals
+    def retrain_model(model_id: Any, request: gr.Request) -> tuple:
+        who = require_artist(instance, request)
+        number = required_id(model_id, "model", "Choose a suspended model.")
+        job = retrain_without_suspended(instance=instance, queue=job_queue(), model_id=number, actor=who.username)
+        return (f"Training job #{job.id} is queued: model #{number} again, without its suspended uploads.",
+                *job_view(who.username, job.id))
+
     job_outputs = [job_id, status, samples, timer]
     model_outputs = [models_table, model, models_empty, eligible]
     start.click(start_training, [preset, steps], [message, *job_outputs], api_name="artist_training_start")
@@ -167,5 +178,6 @@ def build(instance: Instance) -> Panel:
                show_progress="hidden")
     download.click(download_model, [model, fmt], [exported], api_name="artist_model_download")
     delete.click(delete_model, [model], [message, exported, *model_outputs], api_name="artist_model_delete")
+    retrain.click(retrain_model, [model], [message, *job_outputs], api_name="artist_model_retrain")
     tab.select(show_training, None, [*job_outputs, *model_outputs], api_name="artist_training_list")
     return Panel(outputs=[*job_outputs, *model_outputs], fill=lambda who: everything(who.username))

@@ -7,6 +7,7 @@ from PIL import Image
 
 from mimicsafe import uploads as upload_service
 from mimicsafe.context import Instance
+from mimicsafe.trust import suspension
 from ui import queries
 from ui.files import IMAGE_TYPES, read_uploads, required_uploads
 from ui.guard import Caller, refusals, require_artist
@@ -65,8 +66,10 @@ def build(instance: Instance) -> Panel:
         with instance.reading() as session:
             mine = queries.my_uploads(session, username)
             states = upload_service.review_states(session, mine)
-            rows = [[u.id, u.file_name, u.decision, "; ".join(reason_line(r) for r in u.verdict["reasons"]),
-                     review_line(u.decision, states[u.id]), when(u.created_at)] for u in mine]
+            rows = [[u.id, u.file_name, "suspended" if u.suspended_at else u.decision,
+                     "; ".join(reason_line(r) for r in u.verdict["reasons"]),
+                     review_line(u.decision, states[u.id], suspended=u.suspended_at is not None), when(u.created_at)]
+                    for u in mine]
         hint = "" if rows else "_No uploads yet. Sign your images (see **Keys**) and drop them above._"
         return table(rows, HEADERS), hint
 
@@ -114,7 +117,12 @@ def build(instance: Instance) -> Panel:
         with instance.reading() as session:
             upload = queries.my_upload(session, who.username, upload_number)
             payload = {**upload.verdict, "upload_id": upload.id}
-            lines = [verdict_card(payload, upload_service.review_states(session, [upload])[upload.id])]
+            state = upload_service.review_states(session, [upload])[upload.id]
+            lines = [verdict_card(payload, state)]
+            later = suspension.for_artist(session, upload.id)  # general words only: never whose work
+            if later is not None:
+                now = review_line(upload.decision, state, suspended=upload.suspended_at is not None)
+                lines.append(f"\n**Since then:** {reason_line({'code': later['reason']})}. {now}.")
             match_image, captions = None, []
             for match in upload.verdict.get("matches", []):
                 seen = queries.match_view(session, match, viewer=who.username, viewer_is_admin=False)

@@ -45,6 +45,8 @@ def report_card(report: VerifyReport) -> str:
                 f"**Kind:** {plain(g.kind)}",
                 "**Recognised by:** " + ", ".join(WITNESSES[m] for m in report.methods),
                 f"Prompt fingerprint (SHA-256): `{g.prompt_sha256[:16]}…`"]
+        if g.suspension:
+            head.insert(1, f"**Suspended:** {plain(g.suspension)}.")
     others = [f"- also contains generation `{o.public_id}` by {plain(o.artist)}" for o in report.others]
     notes = [f"- {plain(note)}" for note in report.notes]
     return "\n\n".join(["\n\n".join(head), "**Witnesses**\n" + "\n".join(witness_lines),
