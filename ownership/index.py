@@ -35,7 +35,7 @@ import numpy as np
 
 from ownership.fingerprint import MIN_PDQ_QUALITY, Fingerprint
 from ownership.local_features import Keypoints, Registered, VerifyParams, registered_from, verify
-from ownership.types import Match
+from ownership.types import EVIDENCE_KINDS, Match
 
 # ---------------------------------------------------------------------------------------------
 # PDQ: multi-index hashing
@@ -634,7 +634,8 @@ class MatchIndex:
     # lookup ---------------------------------------------------------------------------------------
     def search(self, fingerprint: Fingerprint, *, sha256: str | None = None) -> list[Match]:
         """Every registered work the image matches, best evidence first: SHA-256, then PDQ (closest
-        first), then local features (most verified inliers first). One match per registered work."""
+        first), then local features (copies, then variants, then shared elements; most verified inliers
+        first). One match per registered work."""
         found: dict[int, Match] = {}
         for key in sorted(self._by_sha.get(sha256, ())) if sha256 else ():
             slot = self._by_key[key]
@@ -649,12 +650,14 @@ class MatchIndex:
             entry = self._entry(slot)
             assert entry.robust is not None
             registered = entry.robust.registered(self._votes.codes(slot))
-            result = verify(fingerprint.robust, registered, self.verify_params, views)
+            # compared: every registered work was a chance for a false match, not only the candidates
+            result = verify(fingerprint.robust, registered, self.verify_params, views, compared=len(self))
             if result.matched:
-                found[slot] = Match(entry.owner, entry.key, "local_features", float(result.inliers))
+                found[slot] = Match(entry.owner, entry.key, "local_features", float(result.inliers), result.kind)
         order = {"sha256": 0, "pdq": 1, "local_features": 2}
-        return sorted(found.values(),
-                      key=lambda m: (order[m.method], m.score if m.method != "local_features" else -m.score))
+        kinds = {kind: i for i, kind in enumerate(EVIDENCE_KINDS)}  # a copy before a variant before an element
+        return sorted(found.values(), key=lambda m: (order[m.method], kinds[m.kind],
+                                                     m.score if m.method != "local_features" else -m.score))
 
     def _entry(self, slot: int) -> _Entry:
         entry = self._slots[slot]
