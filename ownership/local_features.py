@@ -270,7 +270,7 @@ class VerifyParams:
         "help": "expected number of chance matches per upload over the whole registry that a match may reach; "
                 "inf: fixed thresholds only (the rule before issue 15)"})
     cell_chance: float = field(default=0.35, metadata={
-        "help": "probability that a detailed cell agrees under a wrong alignment (measured on unrelated flat art)"})
+        "help": "probability that a detailed cell agrees under a wrong alignment (calibrated on real flat art)"})
     variant_coverage: float = field(default=0.8, metadata={
         "help": "a match whose cells agree less than this is a variant of the drawing (an edit, a black-and-white "
                 "version), not a plain copy"})
