@@ -12,9 +12,9 @@ import pkgutil
 import sys
 from pathlib import Path
 
-# Every module here with a main() is a benchmark; synthetic_art only makes images for them.
+# Every module here with a main() is a benchmark; synthetic_art and flat_art_data only make images for them.
 BENCHMARKS = tuple(sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
-                          if m.name not in ("synthetic_art", "__main__")))
+                          if m.name not in ("synthetic_art", "flat_art_data", "__main__")))
 
 
 def main(argv: list[str]) -> int:

@@ -268,12 +268,13 @@ def review_show(ctx: typer.Context, upload_id: int, admin: Annotated[str, typer.
         row = _item_json(review_service.show_item(session=session, admin=admin, upload_id=upload_id))
     lines = [f"upload #{row['upload_id']} by {row['artist']}: {row['file']} ({row['sha256']}) [{row['state']}]"]
     lines += [f"  reason {r['code']}: {r['detail']}" for r in row["verdict"]["reasons"]]
-    lines += [f"  match {m['owner']} {m['method']} score {m['score']} item {m['item_sha256']}"
-              for m in row["verdict"]["matches"]]
+    lines += [f"  match {m['owner']} {m['method']} score {m['score']} kind {m.get('kind', 'copy')} "
+              f"item {m['item_sha256']}" for m in row["verdict"]["matches"]]
     for s in row["suspensions"]:
         lines.append(f"  {s['reason']} [{s['state']}]: {s['protected']['kind']} #{s['protected']['id']} of "
                      f"{s['protected']['owner']} (re-scan {s['rescan_id']})")
-        lines += [f"    match {m['method']} score {m['score']} item {m['item_sha256']}" for m in s["matches"]]
+        lines += [f"    match {m['method']} score {m['score']} kind {m.get('kind', 'copy')} item {m['item_sha256']}"
+                  for m in s["matches"]]
     lines += [f"  decision {d['action']} at {d['at']}: {d['note']}" for d in row["decisions"]]
     emit(state, row, "\n".join(lines))
 

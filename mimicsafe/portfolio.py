@@ -104,7 +104,8 @@ def verify_items(*, session: Session, registry: Registry, username: str, admin: 
                      if m.owner != artist.username]
         if conflicts:
             best = conflicts[0]
-            refused.append((item, f"matches a protected work of {best.owner} ({best.method}, score {best.score:g})"))
+            refused.append((item, f"matches a protected work of {best.owner} ({best.method}, score {best.score:g}, "
+                                  f"{best.kind})"))
             continue
         item.status, item.decided_at, item.decided_by_id, item.note = "verified", datetime.now(UTC), admin_user.id, note
         audit.append(session, actor=admin, action=PORTFOLIO_VERIFIED, subject=username,

@@ -88,7 +88,8 @@ def index_thresholds(settings: Settings) -> dict[str, Any]:
     s = settings
     return {"pdq_threshold": s.pdq_threshold, "min_pdq_quality": s.pdq_min_quality,
             "min_inliers": s.robust_min_inliers, "min_coverage": s.robust_min_coverage,
-            "min_area": s.robust_min_area, "vote_descriptors": s.robust_vote_descriptors}
+            "min_area": s.robust_min_area, "max_nfa": s.robust_max_nfa, "cell_chance": s.robust_cell_chance,
+            "vote_descriptors": s.robust_vote_descriptors}
 
 
 class ReadWriteLock:

@@ -101,7 +101,8 @@ def decide(*, session: Session, admin: str, upload_id: int, action: Literal["app
     codes = set(item.reason_codes)
     protected = codes & {reasons.MATCHES_OTHER_ARTIST, reasons.MATCHES_OPTOUT, reasons.MATCHES_NEWLY_PROTECTED}
     if action == "approve" and protected and not override_match:
-        matches = ", ".join(f"{m['owner']} ({m['method']}, {m['score']:g})" for m in item.cross_artist_matches)
+        matches = ", ".join(f"{m['owner']} ({m['method']}, {m['score']:g}, {m.get('kind', 'copy')})"
+                            for m in item.cross_artist_matches)
         raise ValidationFailed(f"upload {upload_id} matches protected work: {matches}. Approving gives another "
                                "person's work to this artist's training; confirm with --override-match and say why")
     if item.suspensions:  # a re-scan suspended it: the decision is the suspension's, and its models'

@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     robust_min_area: float = Field(
         0.05, ge=0, le=1, description="Local-feature match: share of the registered work the matched region must span."
     )
+    robust_max_nfa: float = Field(
+        1e-3, gt=0,
+        description="Local-feature match: expected number of chance matches per upload, over the whole registry, "
+                    "that a match may reach (a-contrario test; `inf` turns it off, leaving the fixed thresholds).",
+    )
+    robust_cell_chance: float = Field(
+        0.35, gt=0, lt=1,
+        description="Local-feature match: probability that a detailed cell agrees under a wrong alignment "
+                    "(the a-contrario test's background, measured on unrelated flat art).",
+    )
     robust_vote_descriptors: int = Field(
         250, ge=50, le=500,
         description="Local-feature look-up: query descriptors that vote for candidates (fewer: faster, fewer catches).",

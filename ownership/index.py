@@ -39,7 +39,7 @@ import numpy as np
 
 from ownership.fingerprint import MIN_PDQ_QUALITY, Fingerprint
 from ownership.local_features import Keypoints, Registered, VerifyParams, registered_from, verify
-from ownership.types import Match
+from ownership.types import EVIDENCE_KINDS, Match
 
 # ---------------------------------------------------------------------------------------------
 # PDQ: multi-index hashing
@@ -836,7 +836,8 @@ class MatchIndex:
     # lookup ---------------------------------------------------------------------------------------
     def search(self, fingerprint: Fingerprint, *, sha256: str | None = None) -> list[Match]:
         """Every registered work the image matches, best evidence first: SHA-256, then PDQ (closest
-        first), then local features (most verified inliers first). One match per registered work."""
+        first), then local features (copies, then variants, then shared elements; most verified inliers
+        first). One match per registered work."""
         found: dict[int, Match] = {}
         for key, slot in self._sha_slots(sha256) if sha256 else ():
             found[slot] = Match(self._entry(slot).owner, key, "sha256", 0.0)
@@ -849,12 +850,14 @@ class MatchIndex:
             entry = self._entry(slot, robust=True)
             assert entry.robust is not None
             registered = entry.robust.registered(self._votes.codes(slot))
-            result = verify(fingerprint.robust, registered, self.verify_params, views)
+            # compared: every registered work was a chance for a false match, not only the candidates
+            result = verify(fingerprint.robust, registered, self.verify_params, views, compared=len(self))
             if result.matched:
-                found[slot] = Match(entry.owner, entry.key, "local_features", float(result.inliers))
+                found[slot] = Match(entry.owner, entry.key, "local_features", float(result.inliers), result.kind)
         order = {"sha256": 0, "pdq": 1, "local_features": 2}
-        return sorted(found.values(),
-                      key=lambda m: (order[m.method], m.score if m.method != "local_features" else -m.score))
+        kinds = {kind: i for i, kind in enumerate(EVIDENCE_KINDS)}  # a copy before a variant before an element
+        return sorted(found.values(), key=lambda m: (order[m.method], kinds[m.kind],
+                                                     m.score if m.method != "local_features" else -m.score))
 
     def _sha_slots(self, sha256: str) -> list[tuple[str, int]]:
         """(key, slot) of the live entries with this SHA-256, by key."""

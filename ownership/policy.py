@@ -27,7 +27,7 @@ from ownership.errors import DecodeError
 from ownership.fingerprint import MIN_PDQ_QUALITY, Fingerprint, compute_fingerprint
 from ownership.signals import Signals, read_signals
 from ownership.signatures import RegisteredKey, SignatureCheck, check_signature
-from ownership.types import DecodeLimits, Match, Reason, Verdict
+from ownership.types import DecodeLimits, EvidenceKind, Match, Reason, Verdict
 
 # Bump when a rule changes: stored verdicts and training manifests record the version they passed.
 POLICY_VERSION = "1"
@@ -142,4 +142,11 @@ def evaluate(
 def _describe(match: Match) -> str:
     score = f"distance {match.score:g}" if match.method == "pdq" else (
         f"{match.score:g} verified points" if match.method == "local_features" else "identical bytes")
-    return f"{match.method}, {score}"
+    return f"{match.method}, {score}, {KIND_WORDS[match.kind]}"
+
+
+KIND_WORDS: dict[EvidenceKind, str] = {
+    "copy": "a copy",
+    "variant": "a variant of the drawing (an edit, a black-and-white or recoloured version)",
+    "shared_element": "shares a drawn element with it",
+}

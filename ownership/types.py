@@ -8,6 +8,10 @@ from typing import Literal
 import numpy as np
 
 MatchMethod = Literal["sha256", "pdq", "local_features"]
+# What a match shows: the registered work itself (however edited), a variant of the drawing (a
+# black-and-white version, an edit of it), or an element it shares with the registered work.
+EvidenceKind = Literal["copy", "variant", "shared_element"]
+EVIDENCE_KINDS: tuple[EvidenceKind, ...] = ("copy", "variant", "shared_element")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class Match:
     item_sha256: str
     method: MatchMethod
     score: float  # pdq: Hamming distance (lower is closer); local_features: verified inliers; sha256: 0
+    kind: EvidenceKind = "copy"  # sha256 and pdq matches are whole-image copies
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ class Verdict:
             "decision": self.decision,
             "reasons": [{"code": r.code, "detail": r.detail} for r in self.reasons],
             "matches": [
-                {"owner": m.owner, "item_sha256": m.item_sha256, "method": m.method, "score": m.score}
+                {"owner": m.owner, "item_sha256": m.item_sha256, "method": m.method, "score": m.score,
+                 "kind": m.kind}
                 for m in self.matches
             ],
         }

@@ -42,7 +42,8 @@ def best_match(verdict: dict) -> str:
     if not matches:
         return ""
     m = matches[0]
-    return f"{m['owner']} ({m['method']}, {m['score']:g})" + (f" +{len(matches) - 1}" if len(matches) > 1 else "")
+    return (f"{m['owner']} ({m['method']}, {m['score']:g}, {m.get('kind', 'copy')})"
+            + (f" +{len(matches) - 1}" if len(matches) > 1 else ""))
 
 
 def build(instance: Instance) -> Panel:
