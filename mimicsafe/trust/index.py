@@ -11,9 +11,10 @@ registered work (a crop of a work passes; the work checked against the crop is j
 frame, and the ratio test sees other neighbours), and with the roles swapped the gate's thresholds
 missed a third of its own local-feature matches (measured on the synthetic illustrations of
 `benchmarks/watermark.py`). So the index proposes by PDQ, SHA-256 and descriptor votes alone (every
-verification threshold 0, a lower relative-vote floor and 64 candidates instead of 8), and every
-candidate is then judged by the gate's own search of the upload's fingerprint against the registry
-(`mimicsafe.trust.rescan`): the same matching and thresholds as at upload time.
+verification threshold at its floor and no a-contrario test, a lower relative-vote floor and 64
+candidates instead of 8), and every candidate is then judged by the gate's own search of the
+upload's fingerprint against the registry (`mimicsafe.trust.rescan`): the same matching and
+thresholds as at upload time.
 `python -m benchmarks.rescan` compares the matches with a brute-force re-check of every upload.
 
 Like the registry, it is derived data: built from the tables on first use and kept current by
@@ -24,6 +25,7 @@ candidate is resolved. Memory: about 40 KB per accepted upload, as the registry'
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -45,7 +47,8 @@ RESCAN_CANDIDATES = 64
 # A candidate needs this share of the best-voted upload's votes (the gate: 0.35). Lower: the best-voted
 # upload may be an exact copy with far more votes than a cropped one.
 RESCAN_RELATIVE_VOTES = 0.1
-RESCAN_MIN_INLIERS = 0
+# The fewest points a similarity transform is fitted to (VerifyParams refuses fewer): any geometry counts.
+RESCAN_MIN_INLIERS = 3
 _UPLOAD_OWNER = "upload"
 
 
@@ -70,6 +73,7 @@ class AcceptedIndex:
         # Candidates only (see the module docstring): votes decide, the gate's search then judges.
         return MatchIndex(pdq_threshold=s.pdq_threshold, min_pdq_quality=s.pdq_min_quality,
                           min_inliers=RESCAN_MIN_INLIERS, min_coverage=0.0, min_area=0.0, min_cells=0,
+                          max_nfa=math.inf,  # no a-contrario test either: the gate's own search judges
                           vote_descriptors=s.robust_vote_descriptors, candidates=RESCAN_CANDIDATES,
                           relative_votes=RESCAN_RELATIVE_VOTES)
 
