@@ -712,6 +712,14 @@ _SEARCH_FIELDS = {"candidates", "min_votes", "relative_votes", "descriptor_max_h
                   "probes"}
 
 
+def check_hashes(sha256: str | None, pdq: bytes | None) -> None:
+    """What a work known only by hashes must bring: at least one of them, and a whole PDQ hash."""
+    if sha256 is None and pdq is None:
+        raise ValueError("add_hashes needs sha256 or pdq")
+    if pdq is not None and len(pdq) != 32:
+        raise ValueError(f"pdq must be 32 bytes, got {len(pdq)}")
+
+
 class MatchIndex:
     """Registered works (verified portfolios, the opt-out registry, our generated images).
 
@@ -776,10 +784,7 @@ class MatchIndex:
 
     def add_hashes(self, *, item_sha256: str, owner: str, sha256: str | None, pdq: bytes | None) -> None:
         """Register a work known only by hashes (an imported opt-out list): exact and PDQ matching only."""
-        if sha256 is None and pdq is None:
-            raise ValueError("add_hashes needs sha256 or pdq")
-        if pdq is not None and len(pdq) != 32:
-            raise ValueError(f"pdq must be 32 bytes, got {len(pdq)}")
+        check_hashes(sha256, pdq)
         self._insert(item_sha256, owner, sha256=sha256, pdq=pdq, robust=None, descriptors=np.zeros((0, 32), np.uint8))
 
     def remove(self, item_sha256: str) -> None:

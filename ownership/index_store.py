@@ -52,6 +52,7 @@ from ownership.index import (
     _Robust,
     _single_threaded_faiss,
     bucket,
+    check_hashes,
     empty_lists,
     train_vocabulary,
 )
@@ -111,10 +112,7 @@ class BuildWriter:
 
     def add_hashes(self, *, item_sha256: str, owner: str, sha256: str | None, pdq: bytes | None) -> None:
         """As `MatchIndex.add_hashes`."""
-        if sha256 is None and pdq is None:
-            raise ValueError("add_hashes needs sha256 or pdq")
-        if pdq is not None and len(pdq) != 32:
-            raise ValueError(f"pdq must be 32 bytes, got {len(pdq)}")
+        check_hashes(sha256, pdq)
         self._insert(item_sha256, owner, sha256=sha256, pdq=pdq, robust=None, descriptors=np.zeros((0, 32), np.uint8))
 
     def _insert(
