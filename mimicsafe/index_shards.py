@@ -20,7 +20,7 @@ from mimicsafe.registry import ReadWriteLock
 from ownership.fingerprint import Fingerprint
 from ownership.index import MatchIndex
 from ownership.index_store import BuildWriter, open_build
-from ownership.types import Match
+from ownership.types import EVIDENCE_KINDS, Match
 
 METHOD_ORDER = {"sha256": 0, "pdq": 1, "local_features": 2}
 
@@ -33,7 +33,8 @@ def shard_of(key: str, shards: int) -> int:
 def merge(answers: Iterable[list[Match]]) -> list[Match]:
     """The shards' matches as one index's: each work is in one shard, so a plain union, re-sorted."""
     found = [m for answer in answers for m in answer]
-    return sorted(found, key=lambda m: (METHOD_ORDER[m.method], m.score if m.method != "local_features" else -m.score))
+    return sorted(found, key=lambda m: (METHOD_ORDER[m.method], EVIDENCE_KINDS.index(m.kind),
+                                        m.score if m.method != "local_features" else -m.score))
 
 
 def write_shards(
@@ -68,9 +69,9 @@ class _Shard:
         self.index.prepare()
         self._lock = ReadWriteLock()  # Ray runs look-ups in several threads of the actor
 
-    def search(self, fingerprint: Fingerprint, sha256: str | None) -> list[Match]:
+    def search(self, fingerprint: Fingerprint, sha256: str | None, compared: int | None = None) -> list[Match]:
         with self._lock.reading():
-            return self.index.search(fingerprint, sha256=sha256)
+            return self.index.search(fingerprint, sha256=sha256, compared=compared)
 
     def add(self, key: str, owner: str, fingerprint: Fingerprint) -> None:
         with self._lock.writing():
@@ -106,18 +107,25 @@ class ShardedIndex:
             actor.options(num_cpus=cpus_per_shard, max_concurrency=max_concurrency).remote(str(b), thresholds or {})
             for b in builds
         ]
+        self._total = self._count()  # kept current by add/remove, so a look-up need not ask every shard
 
-    def __len__(self) -> int:
+    def _count(self) -> int:
         return sum(self._ray.get([s.size.remote() for s in self._shards]))
 
+    def __len__(self) -> int:
+        return self._total
+
     def search(self, fingerprint: Fingerprint, *, sha256: str | None = None) -> list[Match]:
-        """Every shard at once; the answers merged as one index would give them."""
-        return merge(self._ray.get([s.search.remote(fingerprint, sha256) for s in self._shards]))
+        """Every shard at once; the answers merged as one index would give them. Each shard's a-contrario
+        test counts the whole registry's works (a chance match could come from any shard)."""
+        return merge(self._ray.get([s.search.remote(fingerprint, sha256, self._total) for s in self._shards]))
 
     def add(self, *, item_sha256: str, owner: str, fingerprint: Fingerprint) -> None:
         self._ray.get(
             self._shards[shard_of(item_sha256, len(self._shards))].add.remote(item_sha256, owner, fingerprint)
         )
+        self._total = self._count()
 
     def remove(self, item_sha256: str) -> None:
         self._ray.get(self._shards[shard_of(item_sha256, len(self._shards))].remove.remote(item_sha256))
+        self._total = self._count()

@@ -126,8 +126,8 @@ def _review_item_for(session: Session, user_id: int, sha256: str) -> Upload | No
     """The review item an artist's rejected file already has (same artist, same content), if any: a file
     sent again joins it instead of queueing another copy for an admin."""
     return session.scalar(select(Upload).where(
-        Upload.user_id == user_id, Upload.sha256 == sha256, Upload.review_state != "none",
-        Upload.repeat_of_id.is_(None)).order_by(Upload.id).limit(1))
+        Upload.user_id == user_id, Upload.sha256 == sha256, Upload.decision == "rejected",
+        Upload.review_state != "none", Upload.repeat_of_id.is_(None)).order_by(Upload.id).limit(1))
 
 
 def _accepted_shas(session: Session, user_id: int) -> set[str]:

@@ -839,7 +839,8 @@ class MatchIndex:
         self._votes.flush()
 
     # lookup ---------------------------------------------------------------------------------------
-    def search(self, fingerprint: Fingerprint, *, sha256: str | None = None) -> list[Match]:
+    def search(self, fingerprint: Fingerprint, *, sha256: str | None = None,
+               compared: int | None = None) -> list[Match]:
         """Every registered work the image matches, best evidence first: SHA-256, then PDQ (closest
         first), then local features (copies, then variants, then shared elements; most verified inliers
         first). One match per registered work."""
@@ -856,7 +857,9 @@ class MatchIndex:
             assert entry.robust is not None
             registered = entry.robust.registered(self._votes.codes(slot))
             # compared: every registered work was a chance for a false match, not only the candidates
-            result = verify(fingerprint.robust, registered, self.verify_params, views, compared=len(self))
+            # (`compared`: the whole registry's size when this index is one shard of it)
+            result = verify(fingerprint.robust, registered, self.verify_params, views,
+                            compared=len(self) if compared is None else compared)
             if result.matched:
                 found[slot] = Match(entry.owner, entry.key, "local_features", float(result.inliers), result.kind)
         order = {"sha256": 0, "pdq": 1, "local_features": 2}

@@ -67,3 +67,16 @@ def test_two_shards_give_the_single_index_verdicts(cluster: None, tmp_path: Path
     assert sharded.search(probe) == single.search(probe)
     sharded.add(item_sha256=key, owner="someone", fingerprint=fp)
     assert [m.owner for m in sharded.search(probe, sha256=key)][:1] == ["someone"]
+
+
+def test_merged_answers_keep_one_index_order_copies_before_variants_before_elements() -> None:
+    """`MatchIndex.search` lists a copy before a variant before a shared element (what the admin sees
+    first); the union of the shards' answers must too."""
+    from mimicsafe.index_shards import merge
+    from ownership.types import Match
+
+    element = Match("bob", "a" * 64, "local_features", 40.0, "shared_element")
+    variant = Match("bob", "b" * 64, "local_features", 12.0, "variant")
+    copy = Match("carol", "c" * 64, "local_features", 9.0, "copy")
+    pdq = Match("dan", "d" * 64, "pdq", 3.0)
+    assert merge([[element, variant], [copy], [pdq]]) == [pdq, copy, variant, element]

@@ -51,7 +51,8 @@ def status_markdown(instance: Instance) -> str:
 # `heavy_concurrency` on the queue (the only way in: ui/server.py closes `/run`). Generation keeps
 # its own limit of one (ui/tabs/generate.py).
 HEAVY = {"artist_uploads_submit", "artist_portfolio_submit", "artist_upload_show", "admin_optout_add",
-         "admin_optout_import", "admin_review_show", "admin_portfolio_show"}
+         "admin_optout_import", "admin_review_show", "admin_portfolio_show", "admin_dispute_show",
+         "artist_dispute_open"}
 
 
 def bound_heavy_work(blocks: gr.Blocks, limit: int) -> None:

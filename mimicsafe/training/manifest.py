@@ -154,8 +154,9 @@ def _load_one(session: Session, blobs: BlobStore, registry: Registry, settings: 
 
 def _check_keys(upload: Upload, label: str, revoked_keys: set[str]) -> None:
     """An upload proven only by a signature loses its proof when that key is revoked."""
-    if upload.review_state == "overridden":
-        return  # an admin's decision, not the signature, made it eligible
+    if upload.decision == "rejected" and upload.review_state == "overridden":
+        return  # an admin's decision, not the signature, made it eligible (overriding a later suspension
+        # of an accepted upload judged the match, not the signature: the key still counts)
     codes = {r["code"]: r["detail"] for r in upload.verdict.get("reasons", [])}
     if reasons.PORTFOLIO_MATCH in codes or reasons.VALID_SIGNATURE not in codes:
         return

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,9 +29,10 @@ from mimicsafe.blobs import BlobStore
 from mimicsafe.db.models import Dispute, PortfolioItem, Upload, User
 from mimicsafe.errors import NotFoundError, PermissionDenied, ValidationFailed
 from mimicsafe.imaging import NamedFile, display_name
+from mimicsafe.portfolio import check_evidence_url
 from mimicsafe.registry import PORTFOLIO_VERIFIED, PORTFOLIO_WITHDRAWN
 from mimicsafe.settings import Settings
-from mimicsafe.trust import rescan
+from mimicsafe.trust import rescan, suspension
 from ownership.policy import GENERATED_OWNER, OPTOUT_OWNER
 
 DISPUTE_OPENED = "dispute.open"
@@ -78,15 +79,6 @@ def _admin(session: Session, username: str) -> User:
     return user
 
 
-def _url(url: str | None) -> str | None:
-    if not url:
-        return None
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValidationFailed(f"evidence {url!r}: give an http(s) link to where you published the work first")
-    return url
-
-
 def open_dispute(*, session: Session, blobs: BlobStore, settings: Settings, work_id: int, claimant: str,
                  evidence_url: str | None, note: str, files: Sequence[NamedFile] = ()) -> Dispute:
     user = _active(session, claimant)
@@ -99,7 +91,7 @@ def open_dispute(*, session: Session, blobs: BlobStore, settings: Settings, work
         raise ValidationFailed("a claim needs a note and evidence: a link to where you published it first, or files")
     if len(files) > MAX_FILES or any(len(f.data) > settings.max_upload_bytes for f in files):
         raise ValidationFailed(f"evidence files: at most {MAX_FILES}, each within the upload size limit")
-    url = _url(evidence_url)
+    url = check_evidence_url(evidence_url)  # the portfolio's rule: one strict http(s) link
     if session.scalar(select(Dispute.id).where(Dispute.item_id == work_id, Dispute.claimant_id == user.id,
                                                Dispute.state == "open")) is not None:
         raise ValidationFailed(f"you already have an open claim on work #{work_id}")
@@ -116,8 +108,8 @@ def open_dispute(*, session: Session, blobs: BlobStore, settings: Settings, work
 
 
 def work_matched_by(*, session: Session, username: str, upload_id: int) -> int:
-    """The verified work (of someone else) that one of the caller's rejected uploads matched: what the app
-    lets an artist claim without ever showing whose work it is."""
+    """The verified work (of someone else) that one of the caller's uploads matched, when it was rejected or
+    suspended later: what the app lets an artist claim without ever showing whose work it is."""
     user = get_user(session=session, username=username)
     upload = session.get(Upload, upload_id)
     if upload is None or upload.user_id != user.id or upload.deleted_at is not None:
@@ -130,6 +122,13 @@ def work_matched_by(*, session: Session, username: str, upload_id: int) -> int:
                                                                 PortfolioItem.user_id != user.id))
         if work_id is not None:
             return int(work_id)
+    # An accepted upload that a work protected later suspended: the claim is on that work.
+    for found in suspension.suspensions_of(session, upload_id):
+        if found.protected_kind != "portfolio":
+            continue
+        work = session.get(PortfolioItem, found.protected_id)
+        if work is not None and work.status == "verified" and work.user_id != user.id:
+            return int(work.id)
     raise ValidationFailed(f"upload #{upload_id} did not match anyone's verified work; there is nothing to claim")
 
 
@@ -182,21 +181,25 @@ def decide(*, session: Session, admin: str, dispute_id: int, action: Literal["ke
                      details={"dispute_id": row.id, "work_id": work.id, "owner": owner.username, "note": note})
         return _view(session, row)
     # transfer: out of the owner's portfolio, into the claimant's, verified; then re-scan it
-    work.status, work.note = "transferred", f"transferred to {claimant.username} by dispute {row.id}: {note}"
+    # The notes are shown to each artist: they name the dispute, never the other artist (the audit does).
+    work.status, work.note = "transferred", f"transferred by dispute {row.id}: {note}"
     audit.append(session, actor=admin, action=PORTFOLIO_WITHDRAWN, subject=owner.username,
-                 details={"item_id": work.id, "sha256": work.sha256, "dispute_id": row.id})
+                 details={"item_id": work.id, "sha256": work.sha256, "dispute_id": row.id,
+                          "to": claimant.username})
     moved = session.scalar(select(PortfolioItem).where(PortfolioItem.user_id == claimant.id,
                                                        PortfolioItem.sha256 == work.sha256))
     if moved is None:
-        moved = PortfolioItem(user_id=claimant.id, sha256=work.sha256, file_name=work.file_name,
+        moved = PortfolioItem(user_id=claimant.id, sha256=work.sha256,
+                              file_name=f"dispute-{row.id}{PurePath(work.file_name).suffix}",  # not the owner's name
                               evidence_url=row.evidence_url, pdq=work.pdq, pdq_quality=work.pdq_quality,
                               fingerprint=work.fingerprint, submitted_at=row.created_at)
         session.add(moved)
     moved.status, moved.decided_at, moved.decided_by_id = "verified", now, admin_user.id
-    moved.note = f"transferred from {owner.username} by dispute {row.id}: {note}"
+    moved.note = f"transferred by dispute {row.id}: {note}"
     session.flush()
     audit.append(session, actor=admin, action=PORTFOLIO_VERIFIED, subject=claimant.username,
-                 details={"item_id": moved.id, "sha256": moved.sha256, "note": moved.note, "dispute_id": row.id})
+                 details={"item_id": moved.id, "sha256": moved.sha256, "note": moved.note, "dispute_id": row.id,
+                          "from": owner.username})
     row.state, row.new_item_id = "transferred", moved.id
     queued = rescan.request(session, trigger=DISPUTE_TRANSFERRED, actor=admin, items=[("portfolio", moved.id)])
     audit.append(session, actor=admin, action=DISPUTE_TRANSFERRED, subject=claimant.username,

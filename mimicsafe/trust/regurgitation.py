@@ -40,7 +40,7 @@ class Withheld:
 
 def reproduced(session: Session, registry: Registry, fingerprint: Fingerprint, *, artist: str) -> list[dict[str, Any]]:
     """The protected works of others (and opt-out works) the output matches, as evidence."""
-    return [{"owner": m.owner, "item_sha256": m.item_sha256, "method": m.method, "score": m.score}
+    return [{"owner": m.owner, "item_sha256": m.item_sha256, "method": m.method, "score": m.score, "kind": m.kind}
             for m in registry.search(session, fingerprint) if m.owner not in (artist, GENERATED_OWNER)]
 
 

@@ -141,7 +141,7 @@ def _confirm(instance: Instance, session: Session, work: suspension.Protected, u
     if not upload.fingerprint or work.owner == artist:
         return []
     found = instance.registry.search(session, Fingerprint.from_bytes(upload.fingerprint), sha256=upload.sha256)
-    return [{"method": m.method, "score": m.score, "item_sha256": m.item_sha256}
+    return [{"method": m.method, "score": m.score, "kind": m.kind, "item_sha256": m.item_sha256}
             for m in found if m.item_sha256 == work.key and m.owner != artist]
 
 

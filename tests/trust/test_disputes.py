@@ -61,7 +61,7 @@ def test_transfer_moves_the_work_and_suspends_the_former_owners_copies(studio: S
 
     with instance.transaction() as s:
         disputes.decide(session=s, admin="root", dispute_id=dispute_id, action="transfer",
-                        note="alice's 2019 post predates bob's account")
+                        note="the claimant's 2019 post predates the account that registered it")
     rescan.dispatch(instance, queue)
     drain(queue)
     with instance.reading() as s:
@@ -74,6 +74,21 @@ def test_transfer_moves_the_work_and_suspends_the_former_owners_copies(studio: S
     assert [d["upload_id"] for d in _audit(studio, "upload.suspend")] == [copy_id]
     assert upload_signed(studio, "alice", "mine-again.png", png_bytes(original_work())) \
         .evidence.verdict.decision == "accepted"  # now it is her verified work
+    with instance.reading() as s:  # what each artist's Portfolio tab shows names the dispute, not the other artist
+        shown = [(w.file_name, w.note) for w in (s.get(PortfolioItem, work_id), new)]
+    assert "alice" not in repr(shown[0]) and "bob" not in repr(shown[1]), shown
+    assert [(d["from"]) for d in _audit(studio, "portfolio.verify") if d.get("dispute_id") == dispute_id] == ["bob"]
+
+
+def test_a_suspended_upload_can_start_a_claim_on_the_work_that_suspended_it(studio: Studio, queue: Queue) -> None:
+    """bob's accepted work was suspended when alice's portfolio was verified later: bob may claim that work
+    (through his upload, never learning whose it is)."""
+    copy = upload_signed(studio, "bob", "mine.png", stolen_copy(original_work()))
+    assert copy.evidence.verdict.decision == "accepted" and copy.upload_id is not None
+    [work_id] = owner_verifies_portfolio(studio, queue, "alice", png_bytes(original_work()))
+    with studio.instance.reading() as s:
+        assert s.get(Upload, copy.upload_id).suspended_at is not None
+        assert disputes.work_matched_by(session=s, username="bob", upload_id=copy.upload_id) == work_id
 
 
 def test_keep_leaves_everything_as_it_was(studio: Studio, queue: Queue) -> None:
@@ -101,6 +116,10 @@ def test_claims_that_are_refused(studio: Studio, queue: Queue) -> None:
         _claim(studio, work_id, evidence_url=None, files=[])
     with pytest.raises(ValidationFailed, match="http"):
         _claim(studio, work_id, evidence_url="javascript:alert(1)")
+    for link in ("https://example.org/a\x00b", "https://example.org/a b", "https://example.org/<form>",
+                 "https://admin.example.org@evil.example/login", "https://example.org/" + "a" * 5000):
+        with pytest.raises(ValidationFailed):  # the portfolio's strict rule, not a database error
+            _claim(studio, work_id, evidence_url=link)
     with pytest.raises(NotFoundError):
         _claim(studio, work_id + 100)
     _claim(studio, work_id)

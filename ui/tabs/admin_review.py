@@ -110,7 +110,7 @@ def build(instance: Instance) -> Panel:
             later = [{**m, "owner": s["protected"]["owner"]} for s in found.suspensions for m in s["matches"]]
             views = [queries.match_view(session, m, viewer=who.username, viewer_is_admin=True)
                      for m in [*verdict.get("matches", []), *later]]
-            suspended = [f"- `{code_of(s)}` ({plain(s['state'])}): {plain(s['protected']['kind'])} "
+            suspended = [f"- `{code_of({'code': s['reason']})}` ({plain(s['state'])}): {plain(s['protected']['kind'])} "
                          f"#{s['protected']['id']} of {plain(s['protected']['owner'])}, found by re-scan "
                          f"#{s['rescan_id']} on {plain(str(s['created_at']))}"
                          for s in found.suspensions]

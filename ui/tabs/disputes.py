@@ -57,6 +57,8 @@ def build(instance: Instance) -> Panel:
                    request: gr.Request) -> tuple:
         who = require_artist(instance, request)
         upload_number = required_id(number, "upload", "Enter the number of your rejected upload.")
+        if len(paths or []) > disputes.MAX_FILES:  # refused before any file is read
+            raise gr.Error(f"Evidence: at most {disputes.MAX_FILES} files.")
         evidence_files = read_uploads(paths, max_bytes=settings.max_upload_bytes)
         with instance.transaction() as session:
             work_id = disputes.work_matched_by(session=session, username=who.username, upload_id=upload_number)

@@ -26,12 +26,12 @@ Add the signature files with the images: the `manifest.json` from `mimicsafe sig
 """
 
 
-def verdict_card(payload: dict, review_state: str) -> str:
+def verdict_card(payload: dict, review_state: str, *, suspended: bool = False) -> str:
     decision = payload["decision"]
     upload_id = payload.get("upload_id")
     title = f"#### {plain(payload['file'])} — {decision.upper()}" + (f" (upload #{upload_id})" if upload_id else "")
     lines = [title, *[f"- {plain(reason_line(r))}" for r in payload["reasons"]],
-             f"\n**Next:** {review_line(decision, review_state)}."]
+             f"\n**Next:** {review_line(decision, review_state, suspended=suspended)}."]
     return "\n".join(lines)
 
 
@@ -118,11 +118,10 @@ def build(instance: Instance) -> Panel:
             upload = queries.my_upload(session, who.username, upload_number)
             payload = {**upload.verdict, "upload_id": upload.id}
             state = upload_service.review_states(session, [upload])[upload.id]
-            lines = [verdict_card(payload, state)]
+            lines = [verdict_card(payload, state, suspended=upload.suspended_at is not None)]
             later = suspension.for_artist(session, upload.id)  # general words only: never whose work
             if later is not None:
-                now = review_line(upload.decision, state, suspended=upload.suspended_at is not None)
-                lines.append(f"\n**Since then:** {reason_line({'code': later['reason']})}. {now}.")
+                lines.append(f"\n**Since then:** {plain(later['message'])}.")
             match_image, captions = None, []
             for match in upload.verdict.get("matches", []):
                 seen = queries.match_view(session, match, viewer=who.username, viewer_is_admin=False)
