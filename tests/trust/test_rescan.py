@@ -3,6 +3,7 @@ alone, and that an interrupted one resumes."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from mimicsafe import optout, portfolio
@@ -98,3 +99,29 @@ def test_uploads_stored_before_fingerprints_were_kept_are_rescanned_too(studio: 
         instance.accepted.rebuild(s)
     owner_verifies_portfolio(studio, queue, "alice", png_bytes(original_work(seed=920)))
     assert _suspended(studio) == {stolen.upload_id}
+
+
+def test_overriding_a_suspension_keeps_the_signature_rule(studio: Studio, queue: Queue) -> None:
+    """The admin's override judged the later match, not the signature: an upload the gate accepted on a
+    signature still loses its proof when that key is revoked."""
+    from mimicsafe import keys, review
+    from mimicsafe.db.models import ArtistKey, Dataset, User
+    from mimicsafe.training.errors import DatasetRefused
+    from mimicsafe.training.manifest import load_items
+    from mimicsafe.training.service import submit_training
+
+    instance = studio.instance
+    signed = upload_signed(studio, "bob", "copy.png", stolen_copy(original_work()))
+    owner_verifies_portfolio(studio, queue, "alice", png_bytes(original_work()))
+    assert _suspended(studio) == {signed.upload_id}
+    with instance.transaction() as s:
+        review.decide(session=s, admin="root", upload_id=signed.upload_id, action="approve",
+                      note="licensed; licence on file", override_match=True)
+    job = submit_training(instance=instance, queue=queue, username="bob", actor="bob", preset="tiny", steps=1)
+    with instance.transaction() as s:
+        bob = s.scalars(select(User).where(User.username == "bob")).one()
+        for key in s.scalars(select(ArtistKey).where(ArtistKey.user_id == bob.id)):
+            keys.revoke_key(session=s, username="bob", fingerprint=key.fingerprint, actor="bob")
+    with instance.reading() as s, pytest.raises(DatasetRefused, match="now revoked"):
+        load_items(session=s, blobs=instance.blobs, registry=instance.registry, settings=instance.settings,
+                   dataset=s.get(Dataset, job.dataset_id))
