@@ -56,9 +56,10 @@ def list_items(*, session: Session, admin: str, state: ReviewState | None = "pen
     if state is not None:
         query = query.where(Upload.review_state == state)
     rows = list(session.execute(query.order_by(Upload.id)))
-    counts = _copies(session, [upload.id for upload, _ in rows])
-    return [ReviewItem(upload, username, [], counts.get(upload.id, 1),
-                       tuple(suspension.evidence_for_admin(session, upload.id))) for upload, username in rows]
+    ids = [upload.id for upload, _ in rows]
+    counts, later = _copies(session, ids), suspension.evidence_for_admin_of(session, ids)
+    return [ReviewItem(upload, username, [], counts.get(upload.id, 1), tuple(later.get(upload.id, [])))
+            for upload, username in rows]
 
 
 def _copies(session: Session, upload_ids: list[int]) -> dict[int, int]:

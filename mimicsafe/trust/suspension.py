@@ -165,13 +165,22 @@ def decide(session: Session, *, upload: Upload, admin: User, action: Literal["ap
 
 def evidence_for_admin(session: Session, upload_id: int) -> list[dict[str, Any]]:
     """Each suspension of the upload with whose work it matched and how (admins only)."""
-    out = []
-    for row in suspensions_of(session, upload_id):
-        out.append({"suspension_id": row.id, "reason": row.reason, "state": row.state,
-                    "protected": {"kind": row.protected_kind, "id": row.protected_id, "key": row.protected_key,
-                                  "owner": row.evidence.get("owner")},
-                    "matches": row.evidence.get("matches", []), "rescan_id": row.rescan_id,
-                    "created_at": row.created_at.isoformat(timespec="seconds"), "note": row.note})
+    return evidence_for_admin_of(session, [upload_id]).get(upload_id, [])
+
+
+def evidence_for_admin_of(session: Session, upload_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """`evidence_for_admin` for many uploads in a few queries (the review queue lists hundreds)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for start in range(0, len(upload_ids), 500):  # keep each IN list short
+        rows = session.scalars(select(Suspension).where(Suspension.upload_id.in_(upload_ids[start:start + 500]))
+                               .order_by(Suspension.id))
+        for row in rows:
+            out.setdefault(row.upload_id, []).append({
+                "suspension_id": row.id, "reason": row.reason, "state": row.state,
+                "protected": {"kind": row.protected_kind, "id": row.protected_id, "key": row.protected_key,
+                              "owner": row.evidence.get("owner")},
+                "matches": row.evidence.get("matches", []), "rescan_id": row.rescan_id,
+                "created_at": row.created_at.isoformat(timespec="seconds"), "note": row.note})
     return out
 
 
